@@ -1,0 +1,39 @@
+# Two commands for a new user: `make demo` and `make test`. Each installs what is missing
+# first (scripts/setup.sh). The venv's torch is libtorch for tch, so every cargo call here
+# runs with it on PATH and LIBTORCH_USE_PYTORCH=1.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV := $(CURDIR)/.venv
+export VIRTUAL_ENV := $(VENV)
+export PATH := $(VENV)/bin:$(PATH)
+export LIBTORCH_USE_PYTORCH := 1
+CARGO ?= cargo
+
+.PHONY: all setup build demo test lint gpu-build
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	$(CARGO) build --release
+
+demo: build
+	scripts/demo.sh
+
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --no-default-features -- -D warnings
+
+# Tests run in release: they encode and decode video and run libtorch.
+# Both ways: with FFmpeg (default) and without (what GPU training nodes run).
+test: lint
+	$(CARGO) test --release --workspace
+	$(CARGO) test --release --workspace --no-default-features
+
+# The FFmpeg-free binary for GPU nodes (see docs/GPU.md), in its own target directory so
+# it does not replace the default build: target/gpu/release/gdt.
+gpu-build: setup
+	$(CARGO) build --release --no-default-features --target-dir target/gpu

@@ -1,0 +1,2 @@
+// The `gdt` binary links libtorch exactly as the trainer's own tests do.
+include!("trainer/build.rs");

@@ -1,0 +1,323 @@
+//! Reading real container files through FFmpeg: what a file holds, its frames, its audio.
+//!
+//! Timestamps come from the container, never from counting: decoders add priming samples and
+//! variable-frame-rate files have irregular gaps, and only timestamps survive both.
+
+use std::path::{Path, PathBuf};
+
+use ff::format::{Pixel, Sample};
+use ff::{codec, format, frame, media, software};
+use ffmpeg_next as ff;
+use serde::Serialize;
+
+use crate::ffmpeg_init;
+
+/// Why a file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{path}: FFmpeg failed while {what}: {source}")]
+    Ffmpeg {
+        path: PathBuf,
+        what: &'static str,
+        source: ff::Error,
+    },
+    #[error("{path}: no {kind} stream")]
+    NoStream { path: PathBuf, kind: &'static str },
+    #[error("{path}: unsupported audio sample format {format}")]
+    SampleFormat { path: PathBuf, format: String },
+}
+
+/// What `probe` finds in a file, in the units a person would use.
+#[derive(Clone, Debug, Serialize)]
+pub struct MediaInfo {
+    /// FFmpeg's demuxer name, e.g. `mov,mp4,m4a,3gp,3g2,mj2`.
+    pub container: String,
+    /// Duration of the whole file, seconds, when the container says.
+    pub duration_s: Option<f64>,
+    pub video: Option<VideoStreamInfo>,
+    pub audio: Option<AudioStreamInfo>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VideoStreamInfo {
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    /// Average frame rate, when known.
+    pub avg_fps: Option<f64>,
+    /// Frame count from the container header, when it has one.
+    pub frames: Option<u64>,
+    pub duration_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AudioStreamInfo {
+    pub codec: String,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub duration_s: Option<f64>,
+}
+
+fn ff_err<'a>(path: &'a Path, what: &'static str) -> impl Fn(ff::Error) -> DecodeError + 'a {
+    move |source| DecodeError::Ffmpeg {
+        path: path.to_path_buf(),
+        what,
+        source,
+    }
+}
+
+fn seconds(ticks: i64, tb: ff::Rational) -> Option<f64> {
+    (ticks != ff::ffi::AV_NOPTS_VALUE && ticks >= 0 && tb.denominator() != 0)
+        .then(|| ticks as f64 * f64::from(tb))
+}
+
+/// Opens the file and reports its streams without decoding anything.
+pub fn probe(path: &Path) -> Result<MediaInfo, DecodeError> {
+    ffmpeg_init();
+    let ictx = format::input(&path).map_err(ff_err(path, "opening the file"))?;
+    let duration = ictx.duration();
+    let duration_s = (duration > 0).then(|| duration as f64 / f64::from(ff::ffi::AV_TIME_BASE));
+    let video = match ictx.streams().best(media::Type::Video) {
+        Some(st) => {
+            let ctx = codec::context::Context::from_parameters(st.parameters())
+                .map_err(ff_err(path, "reading the video parameters"))?;
+            let v = ctx
+                .decoder()
+                .video()
+                .map_err(ff_err(path, "reading the video parameters"))?;
+            let rate = st.avg_frame_rate();
+            Some(VideoStreamInfo {
+                codec: format!("{:?}", v.id()).to_lowercase(),
+                width: v.width(),
+                height: v.height(),
+                avg_fps: (rate.numerator() > 0 && rate.denominator() > 0).then(|| f64::from(rate)),
+                frames: (st.frames() > 0).then_some(st.frames() as u64),
+                duration_s: seconds(st.duration(), st.time_base()),
+            })
+        }
+        None => None,
+    };
+    let audio = match ictx.streams().best(media::Type::Audio) {
+        Some(st) => {
+            let ctx = codec::context::Context::from_parameters(st.parameters())
+                .map_err(ff_err(path, "reading the audio parameters"))?;
+            let a = ctx
+                .decoder()
+                .audio()
+                .map_err(ff_err(path, "reading the audio parameters"))?;
+            Some(AudioStreamInfo {
+                codec: format!("{:?}", a.id()).to_lowercase(),
+                sample_rate: a.rate(),
+                channels: a.channels(),
+                duration_s: seconds(st.duration(), st.time_base()),
+            })
+        }
+        None => None,
+    };
+    Ok(MediaInfo {
+        container: ictx.format().name().to_string(),
+        duration_s,
+        video,
+        audio,
+    })
+}
+
+/// One decoded picture, as packed RGB24 rows of `width * 3` bytes.
+pub struct DecodedFrame<'a> {
+    /// Presentation time, seconds from the stream's zero.
+    pub time_s: f64,
+    pub width: u32,
+    pub height: u32,
+    pub rgb: &'a [u8],
+}
+
+/// Decodes every frame of the best video stream, in presentation order, at its native size.
+/// Returns the number of frames seen.
+pub fn for_each_video_frame(path: &Path, mut f: impl FnMut(DecodedFrame<'_>)) -> Result<usize, DecodeError> {
+    ffmpeg_init();
+    let mut ictx = format::input(&path).map_err(ff_err(path, "opening the file"))?;
+    let (index, tb, mut dec) = {
+        let st = ictx
+            .streams()
+            .best(media::Type::Video)
+            .ok_or_else(|| DecodeError::NoStream {
+                path: path.to_path_buf(),
+                kind: "video",
+            })?;
+        let ctx = codec::context::Context::from_parameters(st.parameters())
+            .map_err(ff_err(path, "opening the video decoder"))?;
+        (
+            st.index(),
+            st.time_base(),
+            ctx.decoder()
+                .video()
+                .map_err(ff_err(path, "opening the video decoder"))?,
+        )
+    };
+    let mut decoded = frame::Video::empty();
+    let mut rgb = frame::Video::empty();
+    let mut scaler: Option<software::scaling::Context> = None;
+    let mut packed = Vec::new();
+    let mut count = 0usize;
+    let mut emit = |dec: &mut ff::decoder::Video| -> Result<(), DecodeError> {
+        while dec.receive_frame(&mut decoded).is_ok() {
+            let (w, h) = (decoded.width(), decoded.height());
+            let sc = match &mut scaler {
+                Some(s)
+                    if s.input().width == w
+                        && s.input().height == h
+                        && s.input().format == decoded.format() =>
+                {
+                    s
+                }
+                slot => slot.insert(
+                    software::scaling::Context::get(
+                        decoded.format(),
+                        w,
+                        h,
+                        Pixel::RGB24,
+                        w,
+                        h,
+                        software::scaling::Flags::BILINEAR,
+                    )
+                    .map_err(ff_err(path, "converting to RGB"))?,
+                ),
+            };
+            sc.run(&decoded, &mut rgb)
+                .map_err(ff_err(path, "converting to RGB"))?;
+            let stride = rgb.stride(0);
+            let row = w as usize * 3;
+            packed.resize(row * h as usize, 0);
+            for y in 0..h as usize {
+                packed[y * row..(y + 1) * row].copy_from_slice(&rgb.data(0)[y * stride..y * stride + row]);
+            }
+            let time_s = decoded
+                .timestamp()
+                .map(|t| t as f64 * f64::from(tb))
+                .unwrap_or(f64::NAN);
+            f(DecodedFrame {
+                time_s,
+                width: w,
+                height: h,
+                rgb: &packed,
+            });
+            count += 1;
+        }
+        Ok(())
+    };
+    for (stream, packet) in ictx.packets() {
+        if stream.index() == index {
+            // A corrupt packet is skipped; the decoder resynchronises on the next key frame.
+            if dec.send_packet(&packet).is_ok() {
+                emit(&mut dec)?;
+            }
+        }
+    }
+    dec.send_eof()
+        .map_err(ff_err(path, "flushing the video decoder"))?;
+    emit(&mut dec)?;
+    Ok(count)
+}
+
+/// A file's audio track, downmixed to mono at its native rate.
+pub struct DecodedAudio {
+    pub sample_rate: u32,
+    pub channels: u16,
+    /// Time of the first sample, seconds, from the first frame's timestamp.
+    pub start_s: f64,
+    pub mono: Vec<f32>,
+}
+
+/// Decodes the best audio stream and averages its channels into one.
+pub fn decode_audio_mono(path: &Path) -> Result<DecodedAudio, DecodeError> {
+    ffmpeg_init();
+    let mut ictx = format::input(&path).map_err(ff_err(path, "opening the file"))?;
+    let (index, tb, mut dec) = {
+        let st = ictx
+            .streams()
+            .best(media::Type::Audio)
+            .ok_or_else(|| DecodeError::NoStream {
+                path: path.to_path_buf(),
+                kind: "audio",
+            })?;
+        let ctx = codec::context::Context::from_parameters(st.parameters())
+            .map_err(ff_err(path, "opening the audio decoder"))?;
+        (
+            st.index(),
+            st.time_base(),
+            ctx.decoder()
+                .audio()
+                .map_err(ff_err(path, "opening the audio decoder"))?,
+        )
+    };
+    let mut out = DecodedAudio {
+        sample_rate: dec.rate(),
+        channels: dec.channels(),
+        start_s: f64::NAN,
+        mono: Vec::new(),
+    };
+    let mut decoded = frame::Audio::empty();
+    let mut take = |dec: &mut ff::decoder::Audio, out: &mut DecodedAudio| -> Result<(), DecodeError> {
+        while dec.receive_frame(&mut decoded).is_ok() {
+            if out.start_s.is_nan() {
+                out.start_s = decoded
+                    .timestamp()
+                    .map(|t| t as f64 * f64::from(tb))
+                    .unwrap_or(0.0);
+            }
+            downmix_into(&decoded, &mut out.mono).map_err(|format| DecodeError::SampleFormat {
+                path: path.to_path_buf(),
+                format,
+            })?;
+        }
+        Ok(())
+    };
+    for (stream, packet) in ictx.packets() {
+        if stream.index() == index && dec.send_packet(&packet).is_ok() {
+            take(&mut dec, &mut out)?;
+        }
+    }
+    dec.send_eof()
+        .map_err(ff_err(path, "flushing the audio decoder"))?;
+    take(&mut dec, &mut out)?;
+    if out.start_s.is_nan() {
+        out.start_s = 0.0;
+    }
+    Ok(out)
+}
+
+/// Appends the frame's samples, averaged over channels, as f32 in [-1, 1].
+fn downmix_into(f: &frame::Audio, out: &mut Vec<f32>) -> Result<(), String> {
+    let n = f.samples();
+    let ch = f.channels().max(1) as usize;
+    let planar = f.is_planar();
+    let read: fn(&[u8], usize) -> f32 = match f.format() {
+        Sample::U8(_) => |b, i| (b[i] as f32 - 128.0) / 128.0,
+        Sample::I16(_) => |b, i| i16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as f32 / 32768.0,
+        Sample::I32(_) => {
+            |b, i| i32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap()) as f32 / 2_147_483_648.0
+        }
+        Sample::F32(_) => |b, i| f32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap()),
+        Sample::F64(_) => |b, i| f64::from_le_bytes(b[8 * i..8 * i + 8].try_into().unwrap()) as f32,
+        other => return Err(format!("{other:?}")),
+    };
+    let base = out.len();
+    out.resize(base + n, 0.0);
+    let scale = 1.0 / ch as f32;
+    if planar {
+        for c in 0..ch {
+            let plane = f.data(c);
+            for i in 0..n {
+                out[base + i] += read(plane, i) * scale;
+            }
+        }
+    } else {
+        let data = f.data(0);
+        for i in 0..n {
+            for c in 0..ch {
+                out[base + i] += read(data, i * ch + c) * scale;
+            }
+        }
+    }
+    Ok(())
+}

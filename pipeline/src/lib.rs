@@ -1,0 +1,33 @@
+//! gdt's data pipeline: everything between a video file and a ready batch, without torch.
+//!
+//! - [`synth`]: the synthetic audio-visual corpus (scenes, plans; container files with the
+//!   `ffmpeg` feature).
+//! - `decode` (feature `ffmpeg`): probing and decoding real files.
+//!
+//! The packer and the loader arrive with the record format; see ARCHITECTURE.md.
+//!
+//! ```
+//! use gdt_pipeline::synth::{plan, CorpusConfig, Scene};
+//! let videos = plan(&CorpusConfig { count: 2, seed: 1, ..CorpusConfig::default() });
+//! let scene = Scene::new(&videos[0].spec);
+//! assert!(!scene.frame_times().is_empty());
+//! ```
+
+#[cfg(feature = "ffmpeg")]
+pub mod decode;
+pub mod synth;
+
+/// Initialises FFmpeg once per process and keeps its logging to real errors: gdt reports
+/// problems itself, with the file's name.
+#[cfg(feature = "ffmpeg")]
+pub fn ffmpeg_init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Registration cannot fail on FFmpeg >= 4; the error type is historical.
+        let _ = ffmpeg_next::init();
+        ffmpeg_next::log::set_level(ffmpeg_next::log::Level::Fatal);
+    });
+}
+
+/// Whether this build can decode and encode video files (the `ffmpeg` cargo feature).
+pub const HAS_FFMPEG: bool = cfg!(feature = "ffmpeg");

@@ -1,0 +1,331 @@
+//! Writing a synthetic scene as a real container file through FFmpeg's encoders.
+//!
+//! The files look like what users have: H.264 in yuv420p with AAC in MP4 or Matroska, or
+//! MPEG-4 Part 2 with 16-bit PCM in AVI. Encoders run single-threaded with bit-exact flags so
+//! that the same seed gives the same bytes.
+
+use std::path::{Path, PathBuf};
+
+use ff::format::Pixel;
+use ff::{codec, encoder, format, frame, software, ChannelLayout, Dictionary, Packet, Rational};
+use ffmpeg_next as ff;
+
+use super::corpus::Container;
+use super::scene::{Scene, VFR_TIME_BASE};
+use super::SynthError;
+use crate::ffmpeg_init;
+
+/// Encodes `scene` into `path`. The file appears under its final name only when complete.
+pub fn write_video(path: &Path, container: Container, scene: &Scene) -> Result<(), SynthError> {
+    ffmpeg_init();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.part"));
+    let result = encode(&tmp, container, scene).and_then(|()| {
+        std::fs::rename(&tmp, path).map_err(|source| SynthError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn encode(tmp: &Path, container: Container, scene: &Scene) -> Result<(), SynthError> {
+    let spec = scene.spec();
+    let err = |what: &'static str| {
+        let path: PathBuf = tmp.to_path_buf();
+        move |source: ff::Error| SynthError::Encode {
+            path: path.clone(),
+            what,
+            source,
+        }
+    };
+    if container == Container::Avi && spec.variable_frame_rate {
+        return Err(SynthError::Unsupported {
+            path: tmp.to_path_buf(),
+            reason: "AVI cannot carry a variable frame rate".into(),
+        });
+    }
+    let format_name = match container {
+        Container::Mp4 => "mp4",
+        Container::Mkv => "matroska",
+        Container::Avi => "avi",
+    };
+    let mut octx = format::output_as(&tmp, format_name).map_err(err("opening the output"))?;
+    let global_header = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
+
+    // Video stream.
+    let (video_id, pixel) = match container {
+        Container::Mp4 | Container::Mkv => (codec::Id::H264, Pixel::YUV420P),
+        Container::Avi => (codec::Id::MPEG4, Pixel::YUV420P),
+    };
+    let vcodec = encoder::find(video_id).ok_or_else(|| SynthError::MissingEncoder {
+        path: tmp.to_path_buf(),
+        codec: format!("{video_id:?}"),
+    })?;
+    let video_tb = if spec.variable_frame_rate {
+        Rational(1, VFR_TIME_BASE as i32)
+    } else {
+        Rational(1, spec.fps as i32)
+    };
+    let mut venc = codec::context::Context::new_with_codec(vcodec)
+        .encoder()
+        .video()
+        .map_err(err("creating the video encoder"))?;
+    venc.set_width(spec.width);
+    venc.set_height(spec.height);
+    venc.set_format(pixel);
+    venc.set_time_base(video_tb);
+    venc.set_frame_rate(Some(Rational(spec.fps as i32, 1)));
+    venc.set_gop(spec.fps * 2);
+    if global_header {
+        venc.set_flags(codec::Flags::GLOBAL_HEADER);
+    }
+    let mut vopts = Dictionary::new();
+    vopts.set("threads", "1");
+    vopts.set("flags", "+bitexact");
+    if video_id == codec::Id::H264 {
+        vopts.set("preset", "veryfast");
+        vopts.set("crf", "20");
+    } else {
+        venc.set_bit_rate(2_500_000);
+    }
+    let mut venc = venc.open_with(vopts).map_err(err("opening the video encoder"))?;
+    let video_index = {
+        let mut st = octx.add_stream(vcodec).map_err(err("adding the video stream"))?;
+        st.set_parameters(&venc);
+        st.set_time_base(video_tb);
+        st.index()
+    };
+
+    // Audio stream.
+    let (audio_id, sample_format) = match container {
+        Container::Mp4 | Container::Mkv => {
+            (codec::Id::AAC, format::Sample::F32(format::sample::Type::Planar))
+        }
+        Container::Avi => (
+            codec::Id::PCM_S16LE,
+            format::Sample::I16(format::sample::Type::Packed),
+        ),
+    };
+    let acodec = encoder::find(audio_id).ok_or_else(|| SynthError::MissingEncoder {
+        path: tmp.to_path_buf(),
+        codec: format!("{audio_id:?}"),
+    })?;
+    let channels = spec.channels as usize;
+    let layout = if channels == 1 {
+        ChannelLayout::MONO
+    } else {
+        ChannelLayout::STEREO
+    };
+    let audio_tb = Rational(1, spec.sample_rate as i32);
+    let mut aenc = codec::context::Context::new_with_codec(acodec)
+        .encoder()
+        .audio()
+        .map_err(err("creating the audio encoder"))?;
+    aenc.set_rate(spec.sample_rate as i32);
+    aenc.set_channel_layout(layout);
+    aenc.set_channels(channels as i32);
+    aenc.set_format(sample_format);
+    aenc.set_time_base(audio_tb);
+    if audio_id == codec::Id::AAC {
+        aenc.set_bit_rate(96_000 * channels);
+    }
+    if global_header {
+        aenc.set_flags(codec::Flags::GLOBAL_HEADER);
+    }
+    let mut aopts = Dictionary::new();
+    aopts.set("flags", "+bitexact");
+    let mut aenc = aenc.open_with(aopts).map_err(err("opening the audio encoder"))?;
+    let audio_index = {
+        let mut st = octx.add_stream(acodec).map_err(err("adding the audio stream"))?;
+        st.set_parameters(&aenc);
+        st.set_time_base(audio_tb);
+        st.index()
+    };
+
+    let mut header_opts = Dictionary::new();
+    header_opts.set("fflags", "+bitexact");
+    octx.write_header_with(header_opts)
+        .map_err(err("writing the header"))?;
+    let video_stream_tb = octx.stream(video_index).expect("stream added above").time_base();
+    let audio_stream_tb = octx.stream(audio_index).expect("stream added above").time_base();
+
+    let (w, h) = (spec.width, spec.height);
+    let mut scaler = software::scaling::Context::get(
+        Pixel::RGB24,
+        w,
+        h,
+        pixel,
+        w,
+        h,
+        software::scaling::Flags::BILINEAR,
+    )
+    .map_err(err("creating the colour converter"))?;
+    let mut rgb = frame::Video::new(Pixel::RGB24, w, h);
+    let mut canvas = vec![0u8; (w * h * 3) as usize];
+
+    let audio = scene.render_audio();
+    let total_samples = audio.len() / channels;
+    let chunk = match aenc.frame_size() {
+        0 => 1024,
+        n => n as usize,
+    };
+    let times = scene.frame_times();
+    // Each frame's pts in the encoder's time base, plus one past the end: packets get their
+    // true durations, so containers report the right frame rate and duration.
+    let mut frame_ticks: Vec<i64> = if spec.variable_frame_rate {
+        times
+            .iter()
+            .map(|t| (t * VFR_TIME_BASE as f64).round() as i64)
+            .collect()
+    } else {
+        (0..times.len() as i64).collect()
+    };
+    let end_ticks = if spec.variable_frame_rate {
+        (spec.duration_s * VFR_TIME_BASE as f64).round() as i64
+    } else {
+        times.len() as i64
+    };
+    frame_ticks.push(end_ticks.max(frame_ticks.last().map_or(0, |t| t + 1)));
+    let (mut next_frame, mut next_sample) = (0usize, 0usize);
+    let mut packet = Packet::empty();
+
+    while next_frame < times.len() || next_sample < total_samples {
+        let video_time = times.get(next_frame).copied().unwrap_or(f64::INFINITY);
+        let audio_time = if next_sample < total_samples {
+            next_sample as f64 / spec.sample_rate as f64
+        } else {
+            f64::INFINITY
+        };
+        if video_time <= audio_time {
+            scene.render_frame(next_frame, &mut canvas);
+            copy_packed_rgb(&canvas, &mut rgb, w as usize, h as usize);
+            // A fresh frame each time: the encoder may still hold a reference to the last
+            // one's buffer, and writing into it would change a frame already submitted.
+            let mut yuv = frame::Video::new(pixel, w, h);
+            scaler.run(&rgb, &mut yuv).map_err(err("converting a frame"))?;
+            yuv.set_pts(Some(frame_ticks[next_frame]));
+            venc.send_frame(&yuv).map_err(err("encoding a frame"))?;
+            drain(
+                &mut venc,
+                &mut packet,
+                video_index,
+                video_tb,
+                video_stream_tb,
+                &mut octx,
+                &frame_ticks,
+            )
+            .map_err(err("writing video"))?;
+            next_frame += 1;
+        } else {
+            let n = chunk.min(total_samples - next_sample);
+            let mut af = frame::Audio::new(sample_format, n, layout);
+            af.set_rate(spec.sample_rate);
+            af.set_pts(Some(next_sample as i64));
+            let src = &audio[next_sample * channels..(next_sample + n) * channels];
+            fill_audio(&mut af, src, channels, n);
+            aenc.send_frame(&af).map_err(err("encoding audio"))?;
+            drain(
+                &mut aenc,
+                &mut packet,
+                audio_index,
+                audio_tb,
+                audio_stream_tb,
+                &mut octx,
+                &[],
+            )
+            .map_err(err("writing audio"))?;
+            next_sample += n;
+        }
+    }
+    venc.send_eof().map_err(err("flushing the video encoder"))?;
+    drain(
+        &mut venc,
+        &mut packet,
+        video_index,
+        video_tb,
+        video_stream_tb,
+        &mut octx,
+        &frame_ticks,
+    )
+    .map_err(err("writing video"))?;
+    aenc.send_eof().map_err(err("flushing the audio encoder"))?;
+    drain(
+        &mut aenc,
+        &mut packet,
+        audio_index,
+        audio_tb,
+        audio_stream_tb,
+        &mut octx,
+        &[],
+    )
+    .map_err(err("writing audio"))?;
+    octx.write_trailer().map_err(err("writing the trailer"))?;
+    Ok(())
+}
+
+/// Moves every packet the encoder has ready into the muxer. `frame_ticks` (video only: every
+/// frame's pts and the end time) gives packets without a duration their true one.
+fn drain(
+    enc: &mut encoder::Encoder,
+    packet: &mut Packet,
+    stream: usize,
+    from: Rational,
+    to: Rational,
+    octx: &mut format::context::Output,
+    frame_ticks: &[i64],
+) -> Result<(), ff::Error> {
+    loop {
+        match enc.receive_packet(packet) {
+            Ok(()) => {
+                if let (0, Some(pts)) = (packet.duration(), packet.pts()) {
+                    if let Ok(i) = frame_ticks.binary_search(&pts) {
+                        if let Some(next) = frame_ticks.get(i + 1) {
+                            packet.set_duration(next - pts);
+                        }
+                    }
+                }
+                packet.set_stream(stream);
+                packet.rescale_ts(from, to);
+                packet.write_interleaved(octx)?;
+            }
+            Err(ff::Error::Other {
+                errno: ff::util::error::EAGAIN,
+            })
+            | Err(ff::Error::Eof) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn copy_packed_rgb(src: &[u8], dst: &mut frame::Video, w: usize, h: usize) {
+    let stride = dst.stride(0);
+    let data = dst.data_mut(0);
+    for y in 0..h {
+        data[y * stride..y * stride + w * 3].copy_from_slice(&src[y * w * 3..(y + 1) * w * 3]);
+    }
+}
+
+/// Writes interleaved f32 samples into the frame's own sample format.
+fn fill_audio(af: &mut frame::Audio, src: &[f32], channels: usize, n: usize) {
+    if af.is_planar() {
+        for c in 0..channels {
+            let plane = af.data_mut(c);
+            for i in 0..n {
+                plane[i * 4..i * 4 + 4].copy_from_slice(&src[i * channels + c].to_le_bytes());
+            }
+        }
+    } else {
+        let data = af.data_mut(0);
+        for (i, s) in src.iter().enumerate() {
+            let v = (s * 32767.0).round() as i16;
+            data[i * 2..i * 2 + 2].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+}

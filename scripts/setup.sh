@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs what gdt needs to build and test on Debian 12, and nothing that is already there:
+# FFmpeg's -dev libraries, clang/libclang (bindgen), pkg-config, and a project-local Python
+# venv with torch==2.11.0 that tch uses as libtorch. Idempotent and quick when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TORCH_VERSION=2.11.0
+VENV=.venv
+APT_PACKAGES=(
+  build-essential pkg-config clang libclang-dev
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
+  libavfilter-dev libavdevice-dev
+  python3 python3-venv
+)
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  say "installing apt packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    say "adding the rust component $component"
+    rustup component add "$component"
+  fi
+done
+
+stamp="$VENV/.gdt-torch-$TORCH_VERSION"
+if [ ! -f "$stamp" ]; then
+  say "creating $VENV with torch==$TORCH_VERSION (about 2.7 GB to download, 4.6 GB installed)"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+  "$VENV/bin/python" - <<PY
+import torch
+assert torch.__version__.split("+")[0] == "$TORCH_VERSION", torch.__version__
+PY
+  # torch-sys caches where libtorch was; a new venv must be found again.
+  cargo clean --quiet -p torch-sys 2>/dev/null || true
+  cargo clean --quiet --release -p torch-sys 2>/dev/null || true
+  touch "$stamp"
+fi

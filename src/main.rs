@@ -1,0 +1,5 @@
+//! `gdt`: see `gdt --help`, README.md and ARCHITECTURE.md.
+
+fn main() {
+    std::process::exit(gdt_cli::main());
+}

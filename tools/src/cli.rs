@@ -1,0 +1,107 @@
+//! The command line as data: what a user can type, with its defaults and help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gdt",
+    version,
+    about = "Pack audio-visual video datasets once, load GDT views at memory speed, train on GPU.",
+    long_about = None,
+    after_help = "Commands marked [not built yet] exit with status 2 and do nothing."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate the synthetic audio-visual corpus (bouncing objects with impact sounds).
+    Synth(SynthArgs),
+    /// [not built yet] Decode videos once into sharded, checksummed, memory-mapped records.
+    Pack(Unbuilt),
+    /// [not built yet] Show a packed dataset's parameters, sizes and label histogram.
+    Inspect(Unbuilt),
+    /// [not built yet] Check every checksum and bound of a packed dataset.
+    Verify(Unbuilt),
+    /// [not built yet] Draw a record's frames above its spectrogram as a PNG.
+    Preview(Unbuilt),
+    /// [not built yet] Measure loader throughput against on-the-fly decoding.
+    Bench(Unbuilt),
+    /// [not built yet] Train GDT encoders on a packed dataset (CUDA when present).
+    Train(Unbuilt),
+    /// [not built yet] Retrieval and probe evaluation of a trained checkpoint.
+    Eval(Unbuilt),
+    /// Show what this build can do: FFmpeg, libtorch, CUDA and cuDNN.
+    Info(InfoArgs),
+}
+
+/// Arguments of a command that does not exist yet: taken whole, so that any invocation gets
+/// the same plain "not built yet" answer instead of a usage error.
+#[derive(Debug, Args)]
+pub struct Unbuilt {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Directory to write the videos, `manifest.csv` and `synth.json` into.
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// Number of videos.
+    #[arg(long, default_value_t = 24)]
+    pub count: usize,
+    /// Seed: the same seed and flags give byte-identical files.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Number of object classes (labels), at most 8.
+    #[arg(long, default_value_t = 4)]
+    pub classes: usize,
+    /// Shortest video, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub min_seconds: f64,
+    /// Longest video, seconds.
+    #[arg(long, default_value_t = 12.0)]
+    pub max_seconds: f64,
+    /// Frame sizes to draw from, WIDTHxHEIGHT, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = ["320x240".to_string(), "480x270".to_string(), "480x360".to_string(), "640x360".to_string()])]
+    pub resolutions: Vec<String>,
+    /// Frame rates to draw from.
+    #[arg(long, value_delimiter = ',', default_values_t = [24u32, 25, 30])]
+    pub fps: Vec<u32>,
+    /// Audio sample rates to draw from.
+    #[arg(long, value_delimiter = ',', default_values_t = [44_100u32, 48_000])]
+    pub sample_rates: Vec<u32>,
+    /// Containers used in turn: mp4 (H.264+AAC), mkv (H.264+AAC), avi (MPEG-4+PCM).
+    #[arg(long, value_delimiter = ',', default_values_t = ["mp4".to_string()])]
+    pub containers: Vec<String>,
+    /// Fraction of videos with a variable frame rate (mp4 and mkv only).
+    #[arg(long, default_value_t = 0.0)]
+    pub vfr: f64,
+    /// Videos encoded at once. Default: all cores.
+    #[arg(short = 'j', long)]
+    pub jobs: Option<usize>,
+    /// Replace the synthetic files of an earlier run in OUT.
+    #[arg(long)]
+    pub force: bool,
+    /// [not built yet] Write straight into the packed record format, without FFmpeg.
+    #[arg(long)]
+    pub packed: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Also run a small conv3d forward/backward on every device and compare with the CPU.
+    #[arg(long)]
+    pub smoke: bool,
+    /// Exit with status 1 unless CUDA is available (for scripts on GPU nodes).
+    #[arg(long)]
+    pub require_cuda: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,29 @@
+//! One module per subcommand. Each returns the process exit status or an error with context.
+
+mod info;
+mod synth;
+
+use anyhow::Result;
+
+use crate::cli::Command;
+use crate::EXIT_USAGE;
+
+pub fn dispatch(command: Command) -> Result<i32> {
+    match command {
+        Command::Synth(args) => synth::run(args),
+        Command::Info(args) => info::run(args),
+        Command::Pack(_) => Ok(not_built("pack", "packing videos into shards")),
+        Command::Inspect(_) => Ok(not_built("inspect", "inspecting packed datasets")),
+        Command::Verify(_) => Ok(not_built("verify", "verifying packed datasets")),
+        Command::Preview(_) => Ok(not_built("preview", "previewing packed records")),
+        Command::Bench(_) => Ok(not_built("bench", "loader benchmarks")),
+        Command::Train(_) => Ok(not_built("train", "GDT training")),
+        Command::Eval(_) => Ok(not_built("eval", "evaluation")),
+    }
+}
+
+/// The plain answer of a command that does not exist yet: says so, does nothing, exits 2.
+pub fn not_built(command: &str, what: &str) -> i32 {
+    eprintln!("gdt {command}: not built yet: {what} is planned but not implemented in this version. Nothing was done.");
+    EXIT_USAGE
+}

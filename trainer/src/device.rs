@@ -1,0 +1,101 @@
+//! Which compute devices libtorch sees, and a short proof that they work.
+//!
+//! A GPU node is only useful if CUDA actually registered in this process: a binary linked
+//! without `libtorch_cuda.so` (see build.rs) silently runs on the CPU. `gdt info` and
+//! `scripts/gpu-check.sh` use this module to say so plainly.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+/// What libtorch reports about the machine.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeviceReport {
+    pub cuda_available: bool,
+    pub cuda_device_count: i64,
+    pub cudnn_available: bool,
+    /// cuDNN version as libtorch encodes it (e.g. 91000 for 9.10.0), when CUDA is present.
+    pub cudnn_version: Option<i64>,
+    pub cpu_threads: i32,
+}
+
+/// Asks libtorch what it sees. Never fails: absence is an answer.
+pub fn report() -> DeviceReport {
+    let cuda_available = tch::Cuda::is_available();
+    DeviceReport {
+        cuda_available,
+        cuda_device_count: tch::Cuda::device_count(),
+        cudnn_available: tch::Cuda::cudnn_is_available(),
+        cudnn_version: cuda_available.then(tch::utils::version_cudnn),
+        cpu_threads: tch::get_num_threads(),
+    }
+}
+
+/// The outcome of running a small 3-D convolution forward and backward on one device.
+#[derive(Clone, Debug, Serialize)]
+pub struct SmokeTest {
+    pub device: String,
+    /// Wall time of the timed repetition, milliseconds.
+    pub millis: f64,
+    /// Largest absolute difference from the same computation on the CPU in f64.
+    pub max_abs_error: f64,
+}
+
+/// Runs conv3d forward and backward on `device` and compares it with a float64 CPU reference,
+/// so a broken CUDA or cuDNN install shows up as a number rather than a crash mid-training.
+pub fn smoke_test(device: Device) -> Result<SmokeTest, tch::TchError> {
+    tch::manual_seed(0);
+    let x = Tensor::f_randn([2, 3, 8, 32, 32], (Kind::Float, Device::Cpu))?;
+    let w = Tensor::f_randn([8, 3, 3, 3, 3], (Kind::Float, Device::Cpu))? * 0.1;
+    let run = |dev: Device, kind: Kind| -> Result<(Tensor, Tensor), tch::TchError> {
+        let x = x.f_to_kind(kind)?.f_to_device(dev)?;
+        // A private leaf per run: on the CPU, to_kind/to_device may hand back `w` itself, and
+        // gradients would then accumulate across runs.
+        let w = w
+            .f_to_kind(kind)?
+            .f_to_device(dev)?
+            .detach()
+            .copy()
+            .set_requires_grad(true);
+        let y = x.f_conv3d(&w, None::<Tensor>, [1, 1, 1], [1, 1, 1], [1, 1, 1], 1)?;
+        let loss = y.f_square()?.f_mean(Kind::Float)?;
+        loss.backward();
+        Ok((
+            y.f_to_device(Device::Cpu)?.f_to_kind(Kind::Double)?,
+            w.grad().f_to_device(Device::Cpu)?.f_to_kind(Kind::Double)?,
+        ))
+    };
+    let (y_ref, g_ref) = run(Device::Cpu, Kind::Double)?;
+    let _warm_up = run(device, Kind::Float)?; // first use of a device loads its kernels
+    let start = Instant::now();
+    let (y, g) = run(device, Kind::Float)?;
+    let millis = start.elapsed().as_secs_f64() * 1e3;
+    let err_y = (y - y_ref).f_abs()?.f_max()?.f_double_value(&[])?;
+    let err_g = (g - g_ref).f_abs()?.f_max()?.f_double_value(&[])?;
+    Ok(SmokeTest {
+        device: format!("{device:?}"),
+        millis,
+        max_abs_error: err_y.max(err_g),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_smoke_test_matches_the_f64_reference() {
+        let r = smoke_test(Device::Cpu).unwrap();
+        assert!(r.max_abs_error < 1e-3, "{r:?}");
+    }
+
+    #[test]
+    fn report_is_consistent() {
+        let r = report();
+        assert!(r.cpu_threads >= 1);
+        if !r.cuda_available {
+            assert_eq!(r.cudnn_version, None);
+        }
+    }
+}
