@@ -15,6 +15,7 @@
 
 #[cfg(feature = "ffmpeg")]
 pub mod decode;
+pub mod spectrogram;
 pub mod synth;
 
 /// Initialises FFmpeg once per process and keeps its logging to real errors: gdt reports

@@ -1,0 +1,185 @@
+//! `dataset.json`: the directory-level description of a packed dataset.
+//!
+//! It names the shards (plain file names inside the dataset directory, nothing else is
+//! accepted), the parameters, the label names and the totals a person wants to see.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FormatError, Result};
+use crate::params::PackParams;
+use crate::shard::FORMAT_VERSION;
+
+pub const DATASET_FILE: &str = "dataset.json";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// File name inside the dataset directory.
+    pub file: String,
+    pub records: usize,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Inputs considered.
+    pub inputs: usize,
+    /// Inputs packed into at least one record.
+    pub packed: usize,
+    pub skipped: usize,
+    pub records: usize,
+    pub frames: u64,
+    /// Stored seconds of video.
+    pub seconds: f64,
+    /// Bytes the frames take as raw u8 (the compression baseline).
+    pub raw_frame_bytes: u64,
+    /// Bytes of all shards.
+    pub stored_bytes: u64,
+    /// Bytes of the source files that were packed.
+    pub source_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetManifest {
+    pub format_version: u32,
+    /// The gdt that wrote it, for people; readers go by `format_version`.
+    pub writer: String,
+    pub params: PackParams,
+    pub shards: Vec<ShardInfo>,
+    /// Sorted label names; a record's `label_index` points in here.
+    pub labels: Vec<String>,
+    /// Records per label name.
+    pub label_counts: BTreeMap<String, usize>,
+    pub totals: Totals,
+    /// Skipped inputs per reason.
+    pub skipped: BTreeMap<String, usize>,
+}
+
+impl DatasetManifest {
+    /// Reads and checks `DIR/dataset.json`.
+    pub fn load(dir: &Path) -> Result<DatasetManifest> {
+        let path = dir.join(DATASET_FILE);
+        let bytes = std::fs::read(&path).map_err(FormatError::io(&path))?;
+        let m: DatasetManifest = serde_json::from_slice(&bytes).map_err(|source| FormatError::Json {
+            path: path.clone(),
+            what: "dataset description",
+            source,
+        })?;
+        if m.format_version != FORMAT_VERSION {
+            return Err(FormatError::Version {
+                path,
+                found: m.format_version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        m.params
+            .validate()
+            .map_err(|e| FormatError::malformed(&path, format!("parameters: {e}")))?;
+        for s in &m.shards {
+            m.shard_path(dir, &s.file)
+                .map_err(|what| FormatError::malformed(&path, what))?;
+        }
+        Ok(m)
+    }
+
+    /// Writes `DIR/dataset.json` atomically.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(DATASET_FILE);
+        let json = serde_json::to_vec_pretty(self).expect("manifest serialises");
+        crate::atomic_file::write_atomic(&path, &json).map_err(FormatError::io(&path))
+    }
+
+    /// The path of a shard named in the manifest. Only a plain file name directly inside the
+    /// dataset directory is accepted: no absolute paths, no `..`, no subdirectories, and no
+    /// symbolic link that leads out of the directory.
+    pub fn shard_path(&self, dir: &Path, file: &str) -> std::result::Result<PathBuf, String> {
+        let p = Path::new(file);
+        let mut components = p.components();
+        let plain = matches!(
+            (components.next(), components.next()),
+            (Some(Component::Normal(_)), None)
+        );
+        if !plain || file.is_empty() {
+            return Err(format!(
+                "shard {file:?} is not a plain file name inside the dataset directory"
+            ));
+        }
+        let full = dir.join(p);
+        if let Ok(meta) = std::fs::symlink_metadata(&full) {
+            if meta.file_type().is_symlink() {
+                let target = std::fs::canonicalize(&full).map_err(|e| format!("shard {file:?}: {e}"))?;
+                let root = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                if target.parent() != Some(root.as_path()) {
+                    return Err(format!(
+                        "shard {file:?} is a link that leads out of the dataset directory"
+                    ));
+                }
+            }
+        }
+        Ok(full)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(files: &[&str]) -> DatasetManifest {
+        DatasetManifest {
+            format_version: FORMAT_VERSION,
+            writer: "test".into(),
+            params: PackParams::default(),
+            shards: files
+                .iter()
+                .map(|f| ShardInfo {
+                    file: f.to_string(),
+                    records: 1,
+                    bytes: 1,
+                })
+                .collect(),
+            labels: vec![],
+            label_counts: BTreeMap::new(),
+            totals: Totals::default(),
+            skipped: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_rejects_shards_outside_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        manifest(&["shard-00000.gdt"]).save(dir.path()).unwrap();
+        assert_eq!(
+            DatasetManifest::load(dir.path()).unwrap(),
+            manifest(&["shard-00000.gdt"])
+        );
+        for bad in ["/etc/passwd", "../x.gdt", "sub/x.gdt", "", ".."] {
+            manifest(&[bad]).save(dir.path()).unwrap();
+            let err = DatasetManifest::load(dir.path()).unwrap_err().to_string();
+            assert!(err.contains("not a plain file name"), "{bad}: {err}");
+        }
+        #[cfg(unix)]
+        {
+            let outside = tempfile::tempdir().unwrap();
+            std::fs::write(outside.path().join("x.gdt"), b"x").unwrap();
+            std::os::unix::fs::symlink(outside.path().join("x.gdt"), dir.path().join("link.gdt")).unwrap();
+            manifest(&["link.gdt"]).save(dir.path()).unwrap();
+            let err = DatasetManifest::load(dir.path()).unwrap_err().to_string();
+            assert!(err.contains("leads out"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_foreign_version_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = manifest(&[]);
+        m.format_version = 99;
+        m.save(dir.path()).unwrap();
+        let err = DatasetManifest::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("version 99") && err.contains("dataset.json"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! Video frames: chunks of a few frames, each compressed on its own.
+//!
+//! A frame is planar RGB u8, `[3][height][width]`, so that the loader's resize can read one
+//! plane at a time and write the `[C, T, H, W]` output without a transpose. A chunk is its
+//! frames back to back. Chunks are independent, so a 30-frame clip at any offset
+//! decompresses only the chunks it touches.
+//!
+//! With the delta filter, frame k > 0 of a chunk is stored as `frame[k] - frame[k-1]`
+//! (byte-wise, wrapping). Consecutive video frames are similar, so the differences are mostly
+//! near zero and zstd compresses them much better; undoing it is one add per byte.
+
+use crate::params::FrameCodec;
+
+/// Encodes `n` frames of `frame_bytes` each (`frames.len() == n * frame_bytes`).
+pub fn encode_chunk(frames: &[u8], frame_bytes: usize, codec: &FrameCodec) -> std::io::Result<Vec<u8>> {
+    assert!(
+        frame_bytes > 0 && frames.len().is_multiple_of(frame_bytes),
+        "whole frames only"
+    );
+    let FrameCodec::RawZstd { level, delta } = *codec;
+    if !delta {
+        return zstd::bulk::compress(frames, level);
+    }
+    let mut filtered = frames.to_vec();
+    for k in 1..frames.len() / frame_bytes {
+        let (prev, cur) = (
+            &frames[(k - 1) * frame_bytes..k * frame_bytes],
+            &mut filtered[k * frame_bytes..(k + 1) * frame_bytes],
+        );
+        for (c, p) in cur.iter_mut().zip(prev) {
+            *c = c.wrapping_sub(*p);
+        }
+    }
+    zstd::bulk::compress(&filtered, level)
+}
+
+/// Decodes chunks, reusing one zstd context (creating one per chunk would cost more than
+/// decompressing a small chunk).
+pub struct ChunkDecoder {
+    zstd: zstd::bulk::Decompressor<'static>,
+}
+
+impl ChunkDecoder {
+    pub fn new() -> std::io::Result<ChunkDecoder> {
+        Ok(ChunkDecoder {
+            zstd: zstd::bulk::Decompressor::new()?,
+        })
+    }
+
+    /// Decodes `src` into `out`, whose length is the chunk's true size as the index and the
+    /// record's geometry say. The compressed frame's own size claim is never trusted: output
+    /// that would not fill `out` exactly is an error.
+    pub fn decode(
+        &mut self,
+        src: &[u8],
+        frame_bytes: usize,
+        codec: &FrameCodec,
+        out: &mut [u8],
+    ) -> Result<(), String> {
+        let FrameCodec::RawZstd { delta, .. } = *codec;
+        let n = self
+            .zstd
+            .decompress_to_buffer(src, out)
+            .map_err(|e| format!("zstd: {e}"))?;
+        if n != out.len() {
+            return Err(format!("chunk decompressed to {n} bytes, expected {}", out.len()));
+        }
+        if delta {
+            for k in 1..out.len() / frame_bytes {
+                let (prev, cur) = out.split_at_mut(k * frame_bytes);
+                let prev = &prev[(k - 1) * frame_bytes..];
+                for (c, p) in cur[..frame_bytes].iter_mut().zip(prev) {
+                    *c = c.wrapping_add(*p);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_with_and_without_delta() {
+        let frame_bytes = 3 * 4 * 5;
+        let frames: Vec<u8> = (0..frame_bytes * 3).map(|i| (i * 37 % 251) as u8).collect();
+        let mut dec = ChunkDecoder::new().unwrap();
+        for delta in [false, true] {
+            let codec = FrameCodec::RawZstd { level: 1, delta };
+            let enc = encode_chunk(&frames, frame_bytes, &codec).unwrap();
+            let mut out = vec![0u8; frames.len()];
+            dec.decode(&enc, frame_bytes, &codec, &mut out).unwrap();
+            assert_eq!(out, frames);
+            // A buffer of the wrong size is an error, not a partial fill.
+            let mut short = vec![0u8; frames.len() - 1];
+            assert!(dec.decode(&enc, frame_bytes, &codec, &mut short).is_err());
+            let mut long = vec![0u8; frames.len() + 1];
+            assert!(dec.decode(&enc, frame_bytes, &codec, &mut long).is_err());
+        }
+    }
+}

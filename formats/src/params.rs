@@ -1,0 +1,146 @@
+//! The parameters a dataset was packed with. They travel in every shard's header and in
+//! `dataset.json`, so a shard describes itself and a resume can refuse to mix settings.
+
+use serde::{Deserialize, Serialize};
+
+/// How frames are stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum FrameCodec {
+    /// Planar RGB u8, zstd per chunk. With `delta`, every frame after a chunk's first is
+    /// stored as its byte-wise (wrapping) difference from the previous frame.
+    RawZstd { level: i32, delta: bool },
+}
+
+impl Default for FrameCodec {
+    fn default() -> Self {
+        FrameCodec::RawZstd {
+            level: 1,
+            delta: true,
+        }
+    }
+}
+
+/// How spectrogram filters are built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MelFilters {
+    /// Exactly python_speech_features 0.6's `get_filterbanks`, as the GDT reference uses: with
+    /// many filters some are narrower than an FFT bin, come out empty and sit at log(eps).
+    Reference,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PackParams {
+    /// Frames per second after resampling by timestamp.
+    pub fps: u32,
+    /// Stored short side in pixels (aspect ratio kept).
+    pub short_side: u32,
+    /// Cap on the stored long side, pixels.
+    pub max_long_side: u32,
+    /// Longest window stored per record, seconds.
+    pub max_seconds: f64,
+    /// Frames per independently compressed chunk.
+    pub chunk_frames: u32,
+    pub codec: FrameCodec,
+    /// Audio rate after resampling, Hz.
+    pub sample_rate: u32,
+    pub mels: u32,
+    /// Analysis window, samples (20 ms at 24 kHz).
+    pub window_samples: u32,
+    /// Hop between spectrogram frames, samples (10 ms at 24 kHz).
+    pub hop_samples: u32,
+    pub nfft: u32,
+    pub preemphasis: f32,
+    pub fmin_hz: f32,
+    pub fmax_hz: f32,
+    pub mel_filters: MelFilters,
+}
+
+impl Default for PackParams {
+    fn default() -> Self {
+        PackParams {
+            fps: 30,
+            short_side: 128,
+            max_long_side: 256,
+            max_seconds: 10.0,
+            chunk_frames: 8,
+            codec: FrameCodec::default(),
+            sample_rate: 24_000,
+            mels: 257,
+            window_samples: 480,
+            hop_samples: 240,
+            nfft: 1024,
+            preemphasis: 0.97,
+            fmin_hz: 0.0,
+            fmax_hz: 12_000.0,
+            mel_filters: MelFilters::Reference,
+        }
+    }
+}
+
+impl PackParams {
+    /// Checks ranges, so that a reader can size buffers from these numbers safely.
+    pub fn validate(&self) -> Result<(), String> {
+        let check = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_string()) };
+        check((1..=240).contains(&self.fps), "fps must be in 1..=240")?;
+        check(
+            (16..=1080).contains(&self.short_side),
+            "short side must be in 16..=1080",
+        )?;
+        check(
+            self.max_long_side >= self.short_side && self.max_long_side <= 4096,
+            "max long side must be in short side..=4096",
+        )?;
+        check(
+            self.max_seconds > 0.0 && self.max_seconds <= 3600.0,
+            "max seconds must be in (0, 3600]",
+        )?;
+        check(
+            (1..=256).contains(&self.chunk_frames),
+            "chunk frames must be in 1..=256",
+        )?;
+        check(
+            (8_000..=192_000).contains(&self.sample_rate),
+            "sample rate must be in 8000..=192000",
+        )?;
+        check((1..=1024).contains(&self.mels), "mels must be in 1..=1024")?;
+        check(
+            self.nfft.is_power_of_two() && (64..=16384).contains(&self.nfft),
+            "nfft must be a power of two",
+        )?;
+        check(
+            self.window_samples > 0 && self.window_samples <= self.nfft,
+            "window must be in 1..=nfft samples",
+        )?;
+        check(
+            self.hop_samples > 0 && self.hop_samples <= self.window_samples,
+            "hop must be in 1..=window",
+        )?;
+        check(
+            0.0 <= self.fmin_hz
+                && self.fmin_hz < self.fmax_hz
+                && self.fmax_hz <= self.sample_rate as f32 / 2.0,
+            "mel band must satisfy 0 <= fmin < fmax <= sample rate / 2",
+        )?;
+        let FrameCodec::RawZstd { level, .. } = self.codec;
+        check((-7..=22).contains(&level), "zstd level must be in -7..=22")?;
+        Ok(())
+    }
+
+    /// Spectrogram frames per second of audio.
+    pub fn spectrogram_rate(&self) -> f64 {
+        self.sample_rate as f64 / self.hop_samples as f64
+    }
+
+    /// The largest frame count a record can hold under these parameters (plus slack for
+    /// rounding), which bounds every allocation a reader makes.
+    pub fn max_frames(&self) -> u64 {
+        (self.max_seconds * self.fps as f64).ceil() as u64 + 1
+    }
+
+    /// The largest spectrogram frame count a record can hold.
+    pub fn max_spectrogram_frames(&self) -> u64 {
+        (self.max_seconds * self.spectrogram_rate()).ceil() as u64 + 2
+    }
+}

@@ -1,0 +1,188 @@
+//! Shards round-trip exactly, and damage anywhere in one is caught on open or by `verify`.
+
+use std::path::Path;
+
+use gdt_formats::field::frames::ChunkDecoder;
+use gdt_formats::field::meta::{AudioOrigin, RecordMeta};
+use gdt_formats::params::{FrameCodec, PackParams};
+use gdt_formats::shard::{EncodedRecord, Shard, ShardWriter};
+use gdt_formats::FormatError;
+
+fn params() -> PackParams {
+    PackParams {
+        mels: 3,
+        chunk_frames: 4,
+        ..PackParams::default()
+    }
+}
+
+fn meta(i: usize) -> RecordMeta {
+    RecordMeta {
+        source: format!("video-{i}.mp4"),
+        label: Some(format!("class-{}", i % 2)),
+        label_index: Some((i % 2) as u32),
+        split: Some("train".into()),
+        source_duration_s: Some(3.5),
+        source_fps: Some(25.0),
+        source_width: 320,
+        source_height: 240,
+        source_video_codec: "h264".into(),
+        source_audio_codec: Some("aac".into()),
+        source_sample_rate: Some(48_000),
+        source_channels: Some(2),
+        window_start_s: 0.0,
+        window_index: 0,
+        audio: AudioOrigin::Decoded,
+    }
+}
+
+/// Record i: (frames, width, height), pseudo-random pixels so chunks differ.
+fn record(i: usize) -> (Vec<u8>, u32, u32, Vec<f32>, u32) {
+    let (w, h, n) = (6 + i as u32, 4, 9 + i);
+    let frames: Vec<u8> = (0..n * 3 * (w * h) as usize)
+        .map(|k| ((k * 31 + i * 7) % 256) as u8)
+        .collect();
+    let spec_frames = 30 + i as u32;
+    let spec: Vec<f32> = (0..3 * spec_frames as usize)
+        .map(|k| k as f32 * 0.25 - 4.0)
+        .collect();
+    (frames, w, h, spec, spec_frames)
+}
+
+fn write_shard(path: &Path, records: usize, codec: FrameCodec) {
+    let p = PackParams { codec, ..params() };
+    let mut w = ShardWriter::create(path, &p).unwrap();
+    for i in 0..records {
+        let (frames, width, height, spec, spec_frames) = record(i);
+        w.append(&EncodedRecord::encode(&meta(i), &frames, width, height, &spec, spec_frames, &p).unwrap())
+            .unwrap();
+    }
+    let summary = w.finish().unwrap();
+    assert_eq!(summary.records, records);
+    assert_eq!(summary.bytes, std::fs::metadata(path).unwrap().len());
+}
+
+#[test]
+fn records_round_trip_bit_exact_for_any_frame_range() {
+    let dir = tempfile::tempdir().unwrap();
+    for delta in [false, true] {
+        let path = dir.path().join(format!("s-{delta}.gdt"));
+        write_shard(&path, 3, FrameCodec::RawZstd { level: 1, delta });
+        let shard = Shard::open(&path).unwrap();
+        assert_eq!(shard.len(), 3);
+        assert!(shard.verify().is_empty());
+        let mut dec = ChunkDecoder::new().unwrap();
+        let mut out = Vec::new();
+        for i in 0..3 {
+            let (frames, w, h, spec, spec_frames) = record(i);
+            let r = shard.record(i).unwrap();
+            assert_eq!(
+                (r.entry().width, r.entry().height, r.entry().spec_frames),
+                (w, h, spec_frames)
+            );
+            assert_eq!(r.meta().unwrap(), meta(i));
+            let fb = r.frame_bytes();
+            let n = r.entry().frames as usize;
+            for start in 0..n {
+                for count in 1..=n - start {
+                    r.read_frames(&mut dec, start, count, &mut out).unwrap();
+                    assert!(
+                        out == frames[start * fb..(start + count) * fb],
+                        "record {i} frames {start}+{count}"
+                    );
+                }
+            }
+            assert!(r.read_frames(&mut dec, n - 1, 2, &mut out).is_err());
+            // f16 represents these quarter steps exactly.
+            assert_eq!(r.spectrogram().unwrap(), spec);
+        }
+    }
+}
+
+/// Damage is caught if the shard does not open, or `verify` reports it, or (for bytes no
+/// checksum covers... there are none) reading fails.
+fn damage_is_caught(path: &Path) -> bool {
+    match Shard::open(path) {
+        Err(_) => true,
+        Ok(shard) => !shard.verify().is_empty(),
+    }
+}
+
+#[test]
+fn every_single_bit_flip_anywhere_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.gdt");
+    write_shard(&path, 2, FrameCodec::default());
+    let good = std::fs::read(&path).unwrap();
+    let bad = dir.path().join("bad.gdt");
+    for byte in 0..good.len() {
+        for bit in 0..8 {
+            let mut b = good.clone();
+            b[byte] ^= 1 << bit;
+            std::fs::write(&bad, &b).unwrap();
+            assert!(
+                damage_is_caught(&bad),
+                "flip of bit {bit} in byte {byte} of {} went unnoticed",
+                good.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn every_truncation_is_rejected_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.gdt");
+    write_shard(&path, 2, FrameCodec::default());
+    let good = std::fs::read(&path).unwrap();
+    let bad = dir.path().join("bad.gdt");
+    for len in 0..good.len() {
+        std::fs::write(&bad, &good[..len]).unwrap();
+        let err = Shard::open(&bad)
+            .err()
+            .unwrap_or_else(|| panic!("truncated to {len} bytes but opened"));
+        assert!(
+            err.to_string().contains("bad.gdt"),
+            "error must name the file: {err}"
+        );
+    }
+}
+
+#[test]
+fn foreign_and_future_files_get_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.gdt");
+    std::fs::write(&path, vec![b'x'; 4096]).unwrap();
+    assert!(matches!(Shard::open(&path), Err(FormatError::NotAShard { .. })));
+
+    write_shard(&path, 1, FrameCodec::default());
+    let mut b = std::fs::read(&path).unwrap();
+    b[8] = 2; // version field
+    std::fs::write(&path, &b).unwrap();
+    match Shard::open(&path) {
+        Err(FormatError::Version {
+            found: 2,
+            supported: 1,
+            ..
+        }) => {}
+        other => panic!("expected a version error, got {:?}", other.err()),
+    }
+    assert!(matches!(
+        Shard::open(&dir.path().join("missing.gdt")),
+        Err(FormatError::Io { .. })
+    ));
+}
+
+#[test]
+fn a_shard_appears_only_when_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.gdt");
+    let p = params();
+    let mut w = ShardWriter::create(&path, &p).unwrap();
+    let (frames, width, height, spec, spec_frames) = record(0);
+    w.append(&EncodedRecord::encode(&meta(0), &frames, width, height, &spec, spec_frames, &p).unwrap())
+        .unwrap();
+    assert!(!path.exists(), "an unfinished shard must not have its final name");
+    drop(w);
+    assert!(!path.exists());
+}
