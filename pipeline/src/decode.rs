@@ -25,6 +25,10 @@ pub enum DecodeError {
     NoStream { path: PathBuf, kind: &'static str },
     #[error("{path}: unsupported audio sample format {format}")]
     SampleFormat { path: PathBuf, format: String },
+    #[error("{path}: {what}")]
+    Invalid { path: PathBuf, what: String },
+    #[error("{path}: gave up after {limit_s:.0} s (per-file time limit)")]
+    TimedOut { path: PathBuf, limit_s: f64 },
 }
 
 /// What `probe` finds in a file, in the units a person would use.
@@ -287,7 +291,7 @@ pub fn decode_audio_mono(path: &Path) -> Result<DecodedAudio, DecodeError> {
 }
 
 /// Appends the frame's samples, averaged over channels, as f32 in [-1, 1].
-fn downmix_into(f: &frame::Audio, out: &mut Vec<f32>) -> Result<(), String> {
+pub(crate) fn downmix_into(f: &frame::Audio, out: &mut Vec<f32>) -> Result<(), String> {
     let n = f.samples();
     let ch = f.channels().max(1) as usize;
     let planar = f.is_planar();

@@ -15,8 +15,11 @@
 
 #[cfg(feature = "ffmpeg")]
 pub mod decode;
+pub mod resample;
 pub mod spectrogram;
 pub mod synth;
+#[cfg(feature = "ffmpeg")]
+pub mod window;
 
 /// Initialises FFmpeg once per process and keeps its logging to real errors: gdt reports
 /// problems itself, with the file's name.
