@@ -15,6 +15,8 @@
 
 #[cfg(feature = "ffmpeg")]
 pub mod decode;
+#[cfg(feature = "ffmpeg")]
+pub mod pack;
 pub mod resample;
 pub mod spectrogram;
 pub mod synth;

@@ -15,15 +15,34 @@ use super::scene::{Scene, VFR_TIME_BASE};
 use super::SynthError;
 use crate::ffmpeg_init;
 
+/// Variations for testing how consumers cope with imperfect files.
+#[derive(Clone, Debug, Default)]
+pub struct EncodeOptions {
+    /// Leave the audio stream out entirely.
+    pub no_audio: bool,
+    /// Stop the audio after this many seconds (audio shorter than video).
+    pub audio_seconds: Option<f64>,
+}
+
 /// Encodes `scene` into `path`. The file appears under its final name only when complete.
 pub fn write_video(path: &Path, container: Container, scene: &Scene) -> Result<(), SynthError> {
+    write_video_with(path, container, scene, &EncodeOptions::default())
+}
+
+/// [`write_video`] with [`EncodeOptions`].
+pub fn write_video_with(
+    path: &Path,
+    container: Container,
+    scene: &Scene,
+    options: &EncodeOptions,
+) -> Result<(), SynthError> {
     ffmpeg_init();
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.part"));
-    let result = encode(&tmp, container, scene).and_then(|()| {
+    let result = encode(&tmp, container, scene, options).and_then(|()| {
         std::fs::rename(&tmp, path).map_err(|source| SynthError::Io {
             path: path.to_path_buf(),
             source,
@@ -35,7 +54,12 @@ pub fn write_video(path: &Path, container: Container, scene: &Scene) -> Result<(
     result
 }
 
-fn encode(tmp: &Path, container: Container, scene: &Scene) -> Result<(), SynthError> {
+fn encode(
+    tmp: &Path,
+    container: Container,
+    scene: &Scene,
+    options: &EncodeOptions,
+) -> Result<(), SynthError> {
     let spec = scene.spec();
     let err = |what: &'static str| {
         let path: PathBuf = tmp.to_path_buf();
@@ -142,11 +166,13 @@ fn encode(tmp: &Path, container: Container, scene: &Scene) -> Result<(), SynthEr
     let mut aopts = Dictionary::new();
     aopts.set("flags", "+bitexact");
     let mut aenc = aenc.open_with(aopts).map_err(err("opening the audio encoder"))?;
-    let audio_index = {
+    let audio_index = if options.no_audio {
+        None
+    } else {
         let mut st = octx.add_stream(acodec).map_err(err("adding the audio stream"))?;
         st.set_parameters(&aenc);
         st.set_time_base(audio_tb);
-        st.index()
+        Some(st.index())
     };
 
     let mut header_opts = Dictionary::new();
@@ -154,7 +180,7 @@ fn encode(tmp: &Path, container: Container, scene: &Scene) -> Result<(), SynthEr
     octx.write_header_with(header_opts)
         .map_err(err("writing the header"))?;
     let video_stream_tb = octx.stream(video_index).expect("stream added above").time_base();
-    let audio_stream_tb = octx.stream(audio_index).expect("stream added above").time_base();
+    let audio_stream = audio_index.map(|i| (i, octx.stream(i).expect("stream added above").time_base()));
 
     let (w, h) = (spec.width, spec.height);
     let mut scaler = software::scaling::Context::get(
@@ -170,7 +196,12 @@ fn encode(tmp: &Path, container: Container, scene: &Scene) -> Result<(), SynthEr
     let mut rgb = frame::Video::new(Pixel::RGB24, w, h);
     let mut canvas = vec![0u8; (w * h * 3) as usize];
 
-    let audio = scene.render_audio();
+    let mut audio = scene.render_audio();
+    if options.no_audio {
+        audio.clear();
+    } else if let Some(seconds) = options.audio_seconds {
+        audio.truncate((seconds * spec.sample_rate as f64) as usize * channels);
+    }
     let total_samples = audio.len() / channels;
     let chunk = match aenc.frame_size() {
         0 => 1024,
@@ -231,6 +262,7 @@ fn encode(tmp: &Path, container: Container, scene: &Scene) -> Result<(), SynthEr
             let src = &audio[next_sample * channels..(next_sample + n) * channels];
             fill_audio(&mut af, src, channels, n);
             aenc.send_frame(&af).map_err(err("encoding audio"))?;
+            let (audio_index, audio_stream_tb) = audio_stream.expect("audio samples imply an audio stream");
             drain(
                 &mut aenc,
                 &mut packet,
@@ -255,17 +287,19 @@ fn encode(tmp: &Path, container: Container, scene: &Scene) -> Result<(), SynthEr
         &frame_ticks,
     )
     .map_err(err("writing video"))?;
-    aenc.send_eof().map_err(err("flushing the audio encoder"))?;
-    drain(
-        &mut aenc,
-        &mut packet,
-        audio_index,
-        audio_tb,
-        audio_stream_tb,
-        &mut octx,
-        &[],
-    )
-    .map_err(err("writing audio"))?;
+    if let Some((audio_index, audio_stream_tb)) = audio_stream {
+        aenc.send_eof().map_err(err("flushing the audio encoder"))?;
+        drain(
+            &mut aenc,
+            &mut packet,
+            audio_index,
+            audio_tb,
+            audio_stream_tb,
+            &mut octx,
+            &[],
+        )
+        .map_err(err("writing audio"))?;
+    }
     octx.write_trailer().map_err(err("writing the trailer"))?;
     Ok(())
 }

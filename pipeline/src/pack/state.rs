@@ -1,0 +1,110 @@
+//! The packer's resume point: `DATASET/.pack-state.json`, rewritten (atomically) after every
+//! finished shard.
+//!
+//! Shards roll over only between inputs, so "shards 0..k are complete and input i is the
+//! first not in them" fully describes progress. A resumed run deletes anything after shard
+//! k, starts again at input i, and writes exactly the bytes an uninterrupted run would have.
+
+use std::path::Path;
+
+use gdt_formats::dataset::ShardInfo;
+use gdt_formats::params::PackParams;
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::{Outcome, PackConfig, PackError, PackInput};
+
+pub const STATE_FILE: &str = ".pack-state.json";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PackState {
+    /// Everything that decides the bytes of the output; a resume must match it exactly.
+    pub fingerprint: Fingerprint,
+    pub shards: Vec<ShardInfo>,
+    /// The first input not covered by `shards` and `outcomes`.
+    pub next_input: usize,
+    /// Outcome of every input before `next_input`.
+    pub outcomes: Vec<Outcome>,
+    pub complete: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub params: PackParams,
+    pub shard_size: u64,
+    pub max_windows: u32,
+    pub min_frames: usize,
+    pub silence_for_missing_audio: bool,
+    /// xxh3 of the input list (paths, labels, splits, in order).
+    pub inputs: u64,
+    pub input_count: usize,
+}
+
+impl Fingerprint {
+    pub fn new(config: &PackConfig, inputs: &[PackInput]) -> Fingerprint {
+        let mut listing = String::new();
+        for i in inputs {
+            listing.push_str(&format!(
+                "{}\t{}\t{}\t{}\n",
+                i.path.display(),
+                i.source,
+                i.label.as_deref().unwrap_or(""),
+                i.split.as_deref().unwrap_or("")
+            ));
+        }
+        Fingerprint {
+            params: config.params.clone(),
+            shard_size: config.shard_size,
+            max_windows: config.max_windows,
+            min_frames: config.min_frames,
+            silence_for_missing_audio: config.silence_for_missing_audio,
+            inputs: xxh3_64(listing.as_bytes()),
+            input_count: inputs.len(),
+        }
+    }
+
+    /// Names the first setting that differs, for the refusal message.
+    pub fn difference(&self, other: &Fingerprint) -> Option<String> {
+        if self.params != other.params {
+            return Some("packing parameters".into());
+        }
+        if self.shard_size != other.shard_size {
+            return Some("shard size".into());
+        }
+        if self.max_windows != other.max_windows {
+            return Some("windows per video".into());
+        }
+        if self.min_frames != other.min_frames {
+            return Some("minimum frames".into());
+        }
+        if self.silence_for_missing_audio != other.silence_for_missing_audio {
+            return Some("--no-audio policy".into());
+        }
+        if self.inputs != other.inputs || self.input_count != other.input_count {
+            return Some("input list".into());
+        }
+        None
+    }
+}
+
+impl PackState {
+    pub fn load(dir: &Path) -> Result<Option<PackState>, PackError> {
+        let path = dir.join(STATE_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| PackError::State {
+                    path,
+                    what: e.to_string(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(PackError::Io { path, source }),
+        }
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<(), PackError> {
+        let path = dir.join(STATE_FILE);
+        let json = serde_json::to_vec(self).expect("state serialises");
+        gdt_formats::atomic_file::write_atomic(&path, &json).map_err(|source| PackError::Io { path, source })
+    }
+}
