@@ -17,14 +17,17 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-const UNBUILT: [&str; 7] = ["pack", "inspect", "verify", "preview", "bench", "train", "eval"];
+const UNBUILT: [&str; 3] = ["bench", "train", "eval"];
 
 #[test]
 fn help_lists_every_subcommand_of_the_product() {
     let o = gdt(&["--help"]);
     assert!(o.status.success());
     let text = stdout(&o);
-    for cmd in UNBUILT.iter().chain(&["synth", "info"]) {
+    for cmd in UNBUILT
+        .iter()
+        .chain(&["synth", "pack", "inspect", "verify", "preview", "info"])
+    {
         assert!(
             text.contains(&format!("\n  {cmd} ")),
             "--help lacks {cmd}:\n{text}"

@@ -122,6 +122,77 @@ impl DatasetManifest {
     }
 }
 
+/// A packed dataset opened for reading: its description and every shard, validated.
+pub struct Dataset {
+    pub dir: PathBuf,
+    pub manifest: DatasetManifest,
+    pub shards: Vec<crate::shard::Shard>,
+    /// Global index of each shard's first record.
+    starts: Vec<usize>,
+}
+
+impl Dataset {
+    /// Opens `dir`: reads `dataset.json`, opens every shard it names and checks that each
+    /// holds the records and bytes the description says.
+    pub fn open(dir: &Path) -> Result<Dataset> {
+        let manifest = DatasetManifest::load(dir)?;
+        let mut shards = Vec::with_capacity(manifest.shards.len());
+        let mut starts = Vec::with_capacity(manifest.shards.len());
+        let mut total = 0;
+        for info in &manifest.shards {
+            let path = manifest
+                .shard_path(dir, &info.file)
+                .map_err(|what| FormatError::malformed(&dir.join(DATASET_FILE), what))?;
+            let shard = crate::shard::Shard::open(&path)?;
+            if shard.len() != info.records || shard.file_len() != info.bytes {
+                return Err(FormatError::malformed(
+                    &path,
+                    format!(
+                        "holds {} records in {} bytes, dataset.json says {} in {}",
+                        shard.len(),
+                        shard.file_len(),
+                        info.records,
+                        info.bytes
+                    ),
+                ));
+            }
+            if shard.params() != &manifest.params {
+                return Err(FormatError::malformed(
+                    &path,
+                    "was packed with other parameters than dataset.json names",
+                ));
+            }
+            starts.push(total);
+            total += shard.len();
+            shards.push(shard);
+        }
+        Ok(Dataset {
+            dir: dir.to_path_buf(),
+            manifest,
+            shards,
+            starts,
+        })
+    }
+
+    /// Records in the whole dataset.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// (shard, record within the shard) of a global record index.
+    pub fn locate(&self, record: usize) -> Option<(usize, usize)> {
+        if record >= self.len() {
+            return None;
+        }
+        let shard = self.starts.partition_point(|&s| s <= record) - 1;
+        Some((shard, record - self.starts[shard]))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

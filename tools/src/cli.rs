@@ -21,14 +21,14 @@ pub struct Cli {
 pub enum Command {
     /// Generate the synthetic audio-visual corpus (bouncing objects with impact sounds).
     Synth(SynthArgs),
-    /// [not built yet] Decode videos once into sharded, checksummed, memory-mapped records.
-    Pack(Unbuilt),
-    /// [not built yet] Show a packed dataset's parameters, sizes and label histogram.
-    Inspect(Unbuilt),
-    /// [not built yet] Check every checksum and bound of a packed dataset.
-    Verify(Unbuilt),
-    /// [not built yet] Draw a record's frames above its spectrogram as a PNG.
-    Preview(Unbuilt),
+    /// Decode videos once into sharded, checksummed, memory-mapped records.
+    Pack(PackArgs),
+    /// Show a packed dataset's parameters, sizes, label histogram and skipped inputs.
+    Inspect(InspectArgs),
+    /// Check every checksum and bound of a packed dataset; exit 1 on any damage.
+    Verify(VerifyArgs),
+    /// Draw a record's frames above its spectrogram, on one time axis, as a PNG.
+    Preview(PreviewArgs),
     /// [not built yet] Measure loader throughput against on-the-fly decoding.
     Bench(Unbuilt),
     /// [not built yet] Train GDT encoders on a packed dataset (CUDA when present).
@@ -91,6 +91,93 @@ pub struct SynthArgs {
     /// [not built yet] Write straight into the packed record format, without FFmpeg.
     #[arg(long)]
     pub packed: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// A folder of videos (searched recursively) or a CSV manifest `path[,label[,split]]`.
+    pub input: PathBuf,
+    /// Dataset directory to write.
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// Videos decoded at once. Default: all cores.
+    #[arg(short = 'j', long)]
+    pub jobs: Option<usize>,
+    /// Frames per second after resampling by timestamp.
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+    /// Stored short side, pixels (aspect ratio kept).
+    #[arg(long, default_value_t = 128)]
+    pub short_side: u32,
+    /// Longest stored long side, pixels (centre crop beyond it).
+    #[arg(long, default_value_t = 256)]
+    pub max_long_side: u32,
+    /// Longest window per record, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub max_seconds: f64,
+    /// Windows of --max-seconds per video: long videos give up to this many records.
+    #[arg(long, default_value_t = 1)]
+    pub windows: u32,
+    /// Mel filters: 257 (the paper's) or 40 (the reference's Kinetics default).
+    #[arg(long, default_value_t = 257)]
+    pub mels: u32,
+    /// Frames per independently compressed chunk.
+    #[arg(long, default_value_t = 8)]
+    pub chunk_frames: u32,
+    /// zstd level for frame chunks.
+    #[arg(long, default_value_t = 1)]
+    pub zstd_level: i32,
+    /// Store frames as they are, without the delta-to-previous-frame filter.
+    #[arg(long)]
+    pub no_delta: bool,
+    /// Frame codec: raw (planar RGB + zstd) or jpeg [not built yet].
+    #[arg(long, default_value = "raw")]
+    pub codec: String,
+    /// JPEG quality, with --codec jpeg.
+    #[arg(long, default_value_t = 90)]
+    pub quality: u8,
+    /// Target shard size, e.g. 1GiB, 512MiB, 200MB.
+    #[arg(long, default_value = "1GiB")]
+    pub shard_size: String,
+    /// Videos without audio: skip them, or pack them with silence.
+    #[arg(long, default_value = "skip", value_parser = ["skip", "silence"])]
+    pub no_audio: String,
+    /// Give up on one file after this many seconds.
+    #[arg(long, default_value_t = 120.0)]
+    pub time_limit: f64,
+    /// Exit with status 1 if any input was skipped.
+    #[arg(long)]
+    pub strict: bool,
+    /// Start over: delete an earlier pack (complete or not) in the output directory.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    pub dataset: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    pub dataset: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    pub dataset: PathBuf,
+    /// Record number, counting across shards from 0.
+    #[arg(long, default_value_t = 0)]
+    pub record: usize,
+    /// PNG file to write.
+    #[arg(short, long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,11 @@
 //! One module per subcommand. Each returns the process exit status or an error with context.
 
 mod info;
+mod inspect;
+mod pack;
+mod preview;
 mod synth;
+mod verify;
 
 use anyhow::Result;
 
@@ -12,10 +16,10 @@ pub fn dispatch(command: Command) -> Result<i32> {
     match command {
         Command::Synth(args) => synth::run(args),
         Command::Info(args) => info::run(args),
-        Command::Pack(_) => Ok(not_built("pack", "packing videos into shards")),
-        Command::Inspect(_) => Ok(not_built("inspect", "inspecting packed datasets")),
-        Command::Verify(_) => Ok(not_built("verify", "verifying packed datasets")),
-        Command::Preview(_) => Ok(not_built("preview", "previewing packed records")),
+        Command::Pack(args) => pack::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Preview(args) => preview::run(args),
         Command::Bench(_) => Ok(not_built("bench", "loader benchmarks")),
         Command::Train(_) => Ok(not_built("train", "GDT training")),
         Command::Eval(_) => Ok(not_built("eval", "evaluation")),

@@ -1,0 +1,293 @@
+//! `gdt inspect`, `gdt verify` and `gdt preview` on a dataset written through the format
+//! crate (so these run in builds without FFmpeg too), and `gdt pack` end to end with FFmpeg.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use gdt_formats::dataset::{DatasetManifest, ShardInfo, Totals};
+use gdt_formats::field::meta::{AudioOrigin, RecordMeta};
+use gdt_formats::params::PackParams;
+use gdt_formats::shard::{EncodedRecord, ShardWriter, FORMAT_VERSION};
+
+fn gdt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gdt"))
+        .args(args)
+        .output()
+        .expect("gdt runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Two shards of two records each: 40x32 frames, 45 frames, 40 mels.
+fn write_dataset(dir: &Path) {
+    let params = PackParams {
+        mels: 40,
+        short_side: 32,
+        max_long_side: 64,
+        ..PackParams::default()
+    };
+    let mut shards = Vec::new();
+    for s in 0..2 {
+        let file = format!("shard-{s:05}.gdt");
+        let mut w = ShardWriter::create(&dir.join(&file), &params).unwrap();
+        for r in 0..2 {
+            let meta = RecordMeta {
+                source: format!("v{s}{r}.mp4"),
+                label: Some("a".into()),
+                label_index: Some(0),
+                split: Some("train".into()),
+                source_duration_s: Some(1.5),
+                source_fps: Some(30.0),
+                source_width: 80,
+                source_height: 64,
+                source_video_codec: "h264".into(),
+                source_audio_codec: Some("aac".into()),
+                source_sample_rate: Some(48_000),
+                source_channels: Some(1),
+                window_start_s: 0.0,
+                window_index: 0,
+                audio: AudioOrigin::Decoded,
+            };
+            let frames: Vec<u8> = (0..45 * 3 * 40 * 32).map(|i| (i % 253) as u8).collect();
+            let spec: Vec<f32> = (0..40 * 149).map(|i| (i % 17) as f32).collect();
+            w.append(&EncodedRecord::encode(&meta, &frames, 40, 32, &spec, 149, &params).unwrap())
+                .unwrap();
+        }
+        let sum = w.finish().unwrap();
+        shards.push(ShardInfo {
+            file,
+            records: sum.records,
+            bytes: sum.bytes,
+        });
+    }
+    let stored = shards.iter().map(|s| s.bytes).sum();
+    DatasetManifest {
+        format_version: FORMAT_VERSION,
+        writer: "test".into(),
+        params,
+        shards,
+        labels: vec!["a".into()],
+        label_counts: [("a".to_string(), 4)].into_iter().collect(),
+        totals: Totals {
+            inputs: 4,
+            packed: 4,
+            records: 4,
+            frames: 180,
+            seconds: 6.0,
+            raw_frame_bytes: 4 * 45 * 3 * 40 * 32,
+            stored_bytes: stored,
+            ..Totals::default()
+        },
+        skipped: Default::default(),
+    }
+    .save(dir)
+    .unwrap();
+}
+
+#[test]
+fn inspect_reports_the_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    write_dataset(dir.path());
+    let o = gdt(&["inspect", dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("records      4"), "{}", text(&o));
+    let o = gdt(&["inspect", "--json", dir.path().to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["totals"]["records"], 4);
+    assert!(v["derived"]["compression_vs_raw"].as_f64().unwrap() > 1.0);
+    let o = gdt(&["inspect", "/nonexistent/dataset"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("/nonexistent/dataset/dataset.json"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn verify_passes_clean_data_and_names_each_damaged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    write_dataset(dir.path());
+    let d = dir.path().to_str().unwrap();
+    let o = gdt(&["verify", d]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).starts_with("OK: 2 shards, 4 records"), "{}", text(&o));
+
+    // One flipped bit inside a frame chunk of the second shard's first record.
+    let shard = dir.path().join("shard-00001.gdt");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let params_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let first_record = 24 + params_len;
+    bytes[first_record + 1500] ^= 0x10;
+    std::fs::write(&shard, &bytes).unwrap();
+    let o = gdt(&["verify", "--json", d]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    let damage = v["damage"].as_array().unwrap();
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert_eq!(damage[0]["shard"], "shard-00001.gdt");
+    assert_eq!(damage[0]["record"], 0);
+
+    // A truncated shard is reported as a whole.
+    std::fs::write(&shard, &bytes[..bytes.len() - 10]).unwrap();
+    let o = gdt(&["verify", d]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("shard-00001.gdt"), "{}", text(&o));
+}
+
+#[test]
+fn preview_draws_frames_above_the_spectrogram() {
+    let dir = tempfile::tempdir().unwrap();
+    write_dataset(dir.path());
+    let png = dir.path().join("p.png");
+    let o = gdt(&[
+        "preview",
+        dir.path().to_str().unwrap(),
+        "--record",
+        "3",
+        "-o",
+        png.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("v11.mp4"),
+        "record 3 is the second shard's second record: {}",
+        text(&o)
+    );
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    // 1.49 s of spectrogram at 100 px/s plus a thumbnail and margins; thumbnails (64 px),
+    // a gap, 40 mel rows, the axis and margins.
+    assert!((149 + 80..=149 + 80 + 40).contains(&width), "width {width}");
+    assert_eq!(height, 8 + 64 + 6 + 40 + 10 + 8);
+    let o = gdt(&[
+        "preview",
+        dir.path().to_str().unwrap(),
+        "--record",
+        "4",
+        "-o",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("has 4 records"), "{}", text(&o));
+}
+
+#[cfg(not(feature = "ffmpeg"))]
+#[test]
+fn pack_without_ffmpeg_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = gdt(&[
+        "pack",
+        dir.path().to_str().unwrap(),
+        "-o",
+        dir.path().join("ds").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("without FFmpeg"), "{}", text(&o));
+}
+
+#[cfg(feature = "ffmpeg")]
+#[test]
+fn pack_then_inspect_verify_preview_as_a_user_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    let ds = dir.path().join("ds");
+    let o = gdt(&[
+        "synth",
+        "-o",
+        corpus.to_str().unwrap(),
+        "--count",
+        "4",
+        "--max-seconds",
+        "3",
+        "--containers",
+        "mp4,avi",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::write(corpus.join("broken.mp4"), b"not a video").unwrap();
+    // A folder input: the synthetic files plus the broken one.
+    let o = gdt(&[
+        "pack",
+        corpus.to_str().unwrap(),
+        "-o",
+        ds.to_str().unwrap(),
+        "--mels",
+        "40",
+        "-j",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("Packed 4 of 5 videos"), "{}", text(&o));
+    assert!(text(&o).contains("not a readable video file 1"), "{}", text(&o));
+    let report = std::fs::read_to_string(ds.join("pack-report.jsonl")).unwrap();
+    assert_eq!(report.lines().count(), 5);
+
+    let o = gdt(&[
+        "pack",
+        corpus.to_str().unwrap(),
+        "-o",
+        ds.to_str().unwrap(),
+        "--mels",
+        "40",
+    ]);
+    assert!(
+        o.status.success() && text(&o).contains("already complete"),
+        "{}",
+        text(&o)
+    );
+    let o = gdt(&[
+        "pack",
+        corpus.to_str().unwrap(),
+        "-o",
+        ds.to_str().unwrap(),
+        "--mels",
+        "257",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("different packing parameters"), "{}", text(&o));
+    let o = gdt(&[
+        "pack",
+        corpus.to_str().unwrap(),
+        "-o",
+        dir.path().join("strict").to_str().unwrap(),
+        "--strict",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "--strict fails on a skipped input: {}",
+        text(&o)
+    );
+
+    assert!(gdt(&["verify", ds.to_str().unwrap()]).status.success());
+    let o = gdt(&["inspect", "--json", ds.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["totals"]["records"], 4);
+    assert_eq!(v["skipped"]["not a readable video file"], 1);
+    let png = dir.path().join("p.png");
+    assert!(
+        gdt(&["preview", ds.to_str().unwrap(), "-o", png.to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = gdt(&[
+        "pack",
+        empty.to_str().unwrap(),
+        "-o",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("no video files found"), "{}", text(&o));
+}

@@ -1,0 +1,252 @@
+//! `gdt pack`: decode videos once into a packed dataset.
+
+use anyhow::{anyhow, bail, Context, Result};
+use gdt_formats::params::{FrameCodec, PackParams};
+
+use super::not_built;
+use crate::cli::PackArgs;
+
+/// Parses sizes such as `1GiB`, `512MiB`, `200MB`, `4096`.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().with_context(|| format!("size {s:?}: no number"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1u64,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        other => bail!("size {s:?}: unknown unit {other:?}"),
+    };
+    Ok((n * mult as f64) as u64)
+}
+
+pub fn params_from(args: &PackArgs) -> PackParams {
+    PackParams {
+        fps: args.fps,
+        short_side: args.short_side,
+        max_long_side: args.max_long_side,
+        max_seconds: args.max_seconds,
+        chunk_frames: args.chunk_frames,
+        codec: FrameCodec::RawZstd {
+            level: args.zstd_level,
+            delta: !args.no_delta,
+        },
+        mels: args.mels,
+        ..PackParams::default()
+    }
+}
+
+pub fn run(args: PackArgs) -> Result<i32> {
+    match args.codec.as_str() {
+        "raw" => {}
+        "jpeg" => return Ok(not_built("pack --codec jpeg", "JPEG frame storage")),
+        other => bail!("unknown codec {other:?}: use raw (or jpeg, not built yet)"),
+    }
+    let _ = args.quality;
+    let params = params_from(&args);
+    params
+        .validate()
+        .map_err(|e| anyhow!("invalid packing parameters: {e}"))?;
+    let shard_size = parse_size(&args.shard_size)?;
+    if shard_size < 1 << 20 {
+        bail!("--shard-size {} is below 1 MiB", args.shard_size);
+    }
+    run_pack(args, params, shard_size)
+}
+
+#[cfg(not(feature = "ffmpeg"))]
+fn run_pack(_args: PackArgs, _params: PackParams, _shard_size: u64) -> Result<i32> {
+    eprintln!("gdt pack: this gdt was built without FFmpeg (cargo feature `ffmpeg`), so it cannot decode videos. Pack on a machine with FFmpeg and copy the dataset here.");
+    Ok(crate::EXIT_USAGE)
+}
+
+#[cfg(feature = "ffmpeg")]
+fn run_pack(args: PackArgs, params: PackParams, shard_size: u64) -> Result<i32> {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use gdt_pipeline::pack::{
+        list_inputs, pack, Outcome, PackConfig, PackError, Progress, Status, REPORT_FILE,
+    };
+
+    struct Bar {
+        bar: indicatif::ProgressBar,
+        packed: AtomicUsize,
+        skipped: AtomicUsize,
+        clips: AtomicUsize,
+    }
+    impl Progress for Bar {
+        fn input_done(&self, o: &Outcome) {
+            match o.status {
+                Status::Packed => self.packed.fetch_add(1, Ordering::Relaxed),
+                Status::Skipped => self.skipped.fetch_add(1, Ordering::Relaxed),
+            };
+            // Clips: whole 1-second clips the stored frames hold.
+            self.clips
+                .fetch_add((o.seconds as usize).max(o.records), Ordering::Relaxed);
+            self.bar.set_message(format!(
+                "packed {} skipped {} clips {}",
+                self.packed.load(Ordering::Relaxed),
+                self.skipped.load(Ordering::Relaxed),
+                self.clips.load(Ordering::Relaxed)
+            ));
+            self.bar.inc(1);
+        }
+        fn resumed(&self, done: usize) {
+            self.bar
+                .println(format!("resuming: {done} inputs were finished by an earlier run"));
+            self.bar.inc(done as u64);
+        }
+    }
+
+    let inputs =
+        list_inputs(&args.input).with_context(|| format!("listing inputs from {}", args.input.display()))?;
+    if inputs.is_empty() {
+        bail!("{}: no video files found", args.input.display());
+    }
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let config = PackConfig {
+        params,
+        jobs,
+        shard_size,
+        max_windows: args.windows.max(1),
+        time_limit: (args.time_limit > 0.0).then(|| Duration::from_secs_f64(args.time_limit)),
+        silence_for_missing_audio: args.no_audio == "silence",
+        force: args.force,
+        ..PackConfig::new(args.out.clone())
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        // A second Ctrl-C while stopping falls through to the default (immediate exit).
+        let _ = ctrlc::set_handler(move || {
+            if cancel.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\ngdt pack: stopping after the current inputs (Ctrl-C again to quit at once)...");
+        });
+    }
+    let bar = Bar {
+        bar: indicatif::ProgressBar::new(inputs.len() as u64).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} packing [{bar:30}] {pos}/{len} videos  {per_sec}  {msg}  ETA {eta}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        ),
+        packed: AtomicUsize::new(0),
+        skipped: AtomicUsize::new(0),
+        clips: AtomicUsize::new(0),
+    };
+    let start = Instant::now();
+    let result = pack(&inputs, &config, &bar, &cancel);
+    bar.bar.finish_and_clear();
+    let summary = match result {
+        Ok(s) => s,
+        Err(PackError::Interrupted) => {
+            eprintln!(
+                "gdt pack: interrupted. Completed shards are kept; run the same command again to resume:\n  gdt pack {} -o {}",
+                args.input.display(),
+                args.out.display()
+            );
+            return Ok(130);
+        }
+        Err(e) => return Err(e).with_context(|| format!("packing into {}", args.out.display())),
+    };
+    let m = &summary.manifest;
+    let t = &m.totals;
+    let secs = start.elapsed().as_secs_f64();
+    if summary.already_complete {
+        println!(
+            "{} is already complete ({} records); nothing to do. Use --force to repack.",
+            args.out.display(),
+            t.records
+        );
+    } else {
+        println!(
+            "Packed {} of {} videos into {} in {secs:.1} s ({jobs} jobs)",
+            t.packed,
+            t.inputs,
+            args.out.display()
+        );
+    }
+    println!(
+        "  records      {} ({:.3} h of video, {} frames)",
+        t.records,
+        t.seconds / 3600.0,
+        t.frames
+    );
+    if t.skipped > 0 {
+        let reasons: BTreeMap<_, _> = m.skipped.iter().collect();
+        let list = reasons
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!(
+            "  skipped      {}: {list} (details: {})",
+            t.skipped,
+            args.out.join(REPORT_FILE).display()
+        );
+    }
+    println!(
+        "  written      {} shards, {:.1} MB",
+        m.shards.len(),
+        t.stored_bytes as f64 / 1e6
+    );
+    if t.stored_bytes > 0 {
+        println!(
+            "  compression  {:.2}x vs raw u8 frames ({:.0}% of raw); source files {:.1} MB ({:.2}x the packed size)",
+            t.raw_frame_bytes as f64 / t.stored_bytes as f64,
+            100.0 * t.stored_bytes as f64 / t.raw_frame_bytes.max(1) as f64,
+            t.source_bytes as f64 / 1e6,
+            t.source_bytes as f64 / t.stored_bytes as f64
+        );
+    }
+    if !summary.already_complete && secs > 0.0 {
+        println!(
+            "  throughput   {:.2} videos/s, {:.1} s of video per second",
+            summary.processed_now as f64 / secs,
+            t.seconds * summary.processed_now as f64 / t.inputs.max(1) as f64 / secs
+        );
+    }
+    if t.packed == 0 {
+        eprintln!("gdt pack: no input could be packed");
+        return Ok(1);
+    }
+    if args.strict && t.skipped > 0 {
+        eprintln!("gdt pack: {} inputs skipped (--strict)", t.skipped);
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_with_units() {
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("512 MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("200MB").unwrap(), 200_000_000);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("1.5G").unwrap(), 1_500_000_000);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+    }
+}
