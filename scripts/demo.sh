@@ -14,7 +14,17 @@ step "gdt synth: a small synthetic audio-visual corpus in $OUT/corpus"
 "$GDT" synth -o "$OUT/corpus" --count 24 --seed 7 --max-seconds 8 \
   --containers mp4,mkv,avi --vfr 0.2 --force
 
-step "manifest (first lines)"
-head -n 5 "$OUT/corpus/manifest.csv"
+step "gdt pack: decode once into checksummed shards in $OUT/dataset"
+"$GDT" pack "$OUT/corpus/manifest.csv" -o "$OUT/dataset" --force
 
-printf '\nDemo done. Packing, loading, training and evaluation join this demo as they are built.\n'
+step "gdt inspect"
+"$GDT" inspect "$OUT/dataset"
+
+step "gdt verify"
+"$GDT" verify "$OUT/dataset"
+
+step "gdt preview: frames above the spectrogram"
+"$GDT" preview "$OUT/dataset" --record 0 -o "$OUT/record0.png"
+
+printf '\nDemo done: dataset in %s/dataset, preview in %s/record0.png.\n' "$OUT" "$OUT"
+printf 'Loading benchmarks, training and evaluation join this demo as they are built.\n'
