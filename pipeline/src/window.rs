@@ -227,7 +227,9 @@ pub fn decode_windows(
     let fb = 3 * cw as usize * ch as usize;
     let t0 = picker.t0.unwrap_or(0.0);
     let has_audio = audio_stream.is_some();
-    let mut windows = Vec::new();
+    // (index, first frame, frame count, audio) per window, then the frames are handed over
+    // without copying: windows are cut from the back of the decoded buffer.
+    let mut cuts = Vec::new();
     for wi in 0..opts.max_windows.max(1) as usize {
         let g0 = wi * per_window;
         if g0 >= emitted {
@@ -268,16 +270,23 @@ pub fn decode_windows(
         } else {
             None
         };
+        cuts.push((wi, g0, n, audio_window));
+    }
+    let mut frames = std::mem::take(&mut picker.frames);
+    let mut windows = Vec::with_capacity(cuts.len());
+    for (wi, g0, n, audio) in cuts.into_iter().rev() {
+        frames.truncate((g0 + n) * fb);
         windows.push(DecodedWindow {
             index: wi as u32,
-            start_s: start,
+            start_s: g0 as f64 / fps,
             width: cw,
             height: ch,
             frame_count: n,
-            frames: picker.frames[g0 * fb..(g0 + n) * fb].to_vec(),
-            audio: audio_window,
+            frames: frames.split_off(g0 * fb),
+            audio,
         });
     }
+    windows.reverse();
     Ok(DecodedSource { info, windows })
 }
 

@@ -11,6 +11,18 @@
 
 use crate::params::FrameCodec;
 
+/// Per thread: a zstd compression context (with its level) and a scratch buffer for the
+/// delta filter. Creating a context, or faulting in fresh pages, per chunk costs more than
+/// compressing a small chunk.
+struct Encoder {
+    zstd: Option<(i32, zstd::bulk::Compressor<'static>)>,
+    scratch: Vec<u8>,
+}
+
+thread_local! {
+    static ENCODER: std::cell::RefCell<Encoder> = const { std::cell::RefCell::new(Encoder { zstd: None, scratch: Vec::new() }) };
+}
+
 /// Encodes `n` frames of `frame_bytes` each (`frames.len() == n * frame_bytes`).
 pub fn encode_chunk(frames: &[u8], frame_bytes: usize, codec: &FrameCodec) -> std::io::Result<Vec<u8>> {
     assert!(
@@ -18,20 +30,30 @@ pub fn encode_chunk(frames: &[u8], frame_bytes: usize, codec: &FrameCodec) -> st
         "whole frames only"
     );
     let FrameCodec::RawZstd { level, delta } = *codec;
-    if !delta {
-        return zstd::bulk::compress(frames, level);
-    }
-    let mut filtered = frames.to_vec();
-    for k in 1..frames.len() / frame_bytes {
-        let (prev, cur) = (
-            &frames[(k - 1) * frame_bytes..k * frame_bytes],
-            &mut filtered[k * frame_bytes..(k + 1) * frame_bytes],
-        );
-        for (c, p) in cur.iter_mut().zip(prev) {
-            *c = c.wrapping_sub(*p);
+    ENCODER.with(|cell| {
+        let Encoder {
+            zstd: compressor,
+            scratch,
+        } = &mut *cell.borrow_mut();
+        if compressor.as_ref().is_none_or(|(l, _)| *l != level) {
+            *compressor = Some((level, zstd::bulk::Compressor::new(level)?));
         }
-    }
-    zstd::bulk::compress(&filtered, level)
+        let zstd = &mut compressor.as_mut().expect("set above").1;
+        if !delta {
+            return zstd.compress(frames);
+        }
+        // One pass: the first frame as it is, then each frame minus the one before.
+        scratch.resize(frames.len(), 0);
+        scratch[..frame_bytes].copy_from_slice(&frames[..frame_bytes]);
+        for ((out, cur), prev) in scratch[frame_bytes..]
+            .iter_mut()
+            .zip(&frames[frame_bytes..])
+            .zip(frames)
+        {
+            *out = cur.wrapping_sub(*prev);
+        }
+        zstd.compress(scratch)
+    })
 }
 
 /// Decodes chunks, reusing one zstd context (creating one per chunk would cost more than

@@ -176,9 +176,11 @@ pub fn pack(
         time_limit: config.time_limit,
     };
 
-    // Workers claim inputs in order but never run more than `ahead` past the writer, which
-    // bounds the memory held by decoded-but-unwritten inputs.
-    let ahead = config.jobs.max(1) * 2;
+    // Workers claim inputs in order but never run more than `ahead` past the writer. That
+    // bounds memory (a waiting input holds its compressed records, ~10 MB for a 10 s window
+    // at the defaults) while leaving room for a long video to finish without idling the
+    // other workers behind it.
+    let ahead = config.jobs.max(1) * 4 + 4;
     let claim = Mutex::new((st.next_input, st.next_input)); // (next to claim, next to write)
     let written_cv = Condvar::new();
     let (tx, rx) = mpsc::channel::<(usize, Processed)>();
