@@ -12,7 +12,7 @@ step "gdt info: what this build and machine can do"
 
 step "gdt synth: a small synthetic audio-visual corpus in $OUT/corpus"
 "$GDT" synth -o "$OUT/corpus" --count 24 --seed 7 --max-seconds 8 \
-  --containers mp4,mkv,avi --vfr 0.2 --force
+  --containers mp4,mkv,avi,mov,webm --vfr 0.2 --force
 
 step "gdt pack: decode once into checksummed shards in $OUT/dataset"
 "$GDT" pack "$OUT/corpus/manifest.csv" -o "$OUT/dataset" --force

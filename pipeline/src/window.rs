@@ -101,11 +101,22 @@ pub fn decode_windows(
         }
     };
     let deadline = opts.time_limit.map(|d| Instant::now() + d);
+    let timed_out = || DecodeError::TimedOut {
+        path: path.to_path_buf(),
+        limit_s: opts.time_limit.unwrap_or_default().as_secs_f64(),
+    };
+    let past_deadline = || deadline.is_some_and(|dl| Instant::now() > dl);
     let mut ictx = match deadline {
         Some(dl) => format::input_with_interrupt(&path, move || Instant::now() > dl),
         None => format::input(&path),
     }
-    .map_err(ff_err("opening the file"))?;
+    .map_err(|e| {
+        if past_deadline() {
+            timed_out()
+        } else {
+            ff_err("opening the file")(e)
+        }
+    })?;
 
     let (vidx, vtb, avg_fps, mut vdec) = {
         let st = ictx
@@ -170,13 +181,7 @@ pub fn decode_windows(
 
     let mut decoded = frame::Video::empty();
     let mut decoded_audio = frame::Audio::empty();
-    let check_deadline = || match deadline {
-        Some(dl) if Instant::now() > dl => Err(DecodeError::TimedOut {
-            path: path.to_path_buf(),
-            limit_s: opts.time_limit.unwrap_or_default().as_secs_f64(),
-        }),
-        _ => Ok(()),
-    };
+    let check_deadline = || if past_deadline() { Err(timed_out()) } else { Ok(()) };
     let mut video_done = false;
     for (stream, packet) in ictx.packets() {
         check_deadline()?;

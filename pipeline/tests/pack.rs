@@ -65,6 +65,7 @@ fn corpus(dir: &Path) -> PathBuf {
     let opts = |no_audio, audio_seconds| EncodeOptions {
         no_audio,
         audio_seconds,
+        ..EncodeOptions::default()
     };
     write_video_with(
         &dir.join("noaudio.mp4"),
@@ -332,7 +333,7 @@ fn silence_policy_packs_videos_without_audio_and_unknown_directories_are_left_al
         &Scene::new(&spec(9, 2.0)),
         &EncodeOptions {
             no_audio: true,
-            audio_seconds: None,
+            ..EncodeOptions::default()
         },
     )
     .unwrap();

@@ -76,7 +76,8 @@ pub struct SynthArgs {
     /// Audio sample rates to draw from.
     #[arg(long, value_delimiter = ',', default_values_t = [44_100u32, 48_000])]
     pub sample_rates: Vec<u32>,
-    /// Containers used in turn: mp4 (H.264+AAC), mkv (H.264+AAC), avi (MPEG-4+PCM).
+    /// Containers used in turn: mp4 (H.264+AAC), mkv (H.264+AAC), avi (MPEG-4+PCM),
+    /// mov (H.264+PCM), webm (VP9+Vorbis).
     #[arg(long, value_delimiter = ',', default_values_t = ["mp4".to_string()])]
     pub containers: Vec<String>,
     /// Fraction of videos with a variable frame rate (mp4 and mkv only).

@@ -20,6 +20,10 @@ pub enum Container {
     Mkv,
     /// MPEG-4 Part 2 video and 16-bit PCM audio in AVI.
     Avi,
+    /// H.264 video and 16-bit PCM audio in QuickTime.
+    Mov,
+    /// VP9 video and Vorbis audio in WebM.
+    Webm,
 }
 
 impl Container {
@@ -28,6 +32,8 @@ impl Container {
             Container::Mp4 => "mp4",
             Container::Mkv => "mkv",
             Container::Avi => "avi",
+            Container::Mov => "mov",
+            Container::Webm => "webm",
         }
     }
 
@@ -36,6 +42,8 @@ impl Container {
             "mp4" => Some(Container::Mp4),
             "mkv" => Some(Container::Mkv),
             "avi" => Some(Container::Avi),
+            "mov" => Some(Container::Mov),
+            "webm" => Some(Container::Webm),
             _ => None,
         }
     }

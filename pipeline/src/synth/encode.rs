@@ -22,6 +22,21 @@ pub struct EncodeOptions {
     pub no_audio: bool,
     /// Stop the audio after this many seconds (audio shorter than video).
     pub audio_seconds: Option<f64>,
+    /// Encode the video as HEVC (libx265) instead of the container's usual codec (MP4, MKV).
+    pub hevc: bool,
+}
+
+/// Muxer, video encoder and audio encoder (with its sample format) for a container.
+fn codecs(container: Container, hevc: bool) -> (&'static str, &'static str, &'static str, format::Sample) {
+    use format::sample::Type::{Packed, Planar};
+    let video = |usual| if hevc { "libx265" } else { usual };
+    match container {
+        Container::Mp4 => ("mp4", video("libx264"), "aac", format::Sample::F32(Planar)),
+        Container::Mkv => ("matroska", video("libx264"), "aac", format::Sample::F32(Planar)),
+        Container::Avi => ("avi", "mpeg4", "pcm_s16le", format::Sample::I16(Packed)),
+        Container::Mov => ("mov", video("libx264"), "pcm_s16le", format::Sample::I16(Packed)),
+        Container::Webm => ("webm", "libvpx-vp9", "libvorbis", format::Sample::F32(Planar)),
+    }
 }
 
 /// Encodes `scene` into `path`. The file appears under its final name only when complete.
@@ -75,23 +90,19 @@ fn encode(
             reason: "AVI cannot carry a variable frame rate".into(),
         });
     }
-    let format_name = match container {
-        Container::Mp4 => "mp4",
-        Container::Mkv => "matroska",
-        Container::Avi => "avi",
+    let (format_name, video_name, audio_name, sample_format) = codecs(container, options.hevc);
+    let find = |name: &str| {
+        encoder::find_by_name(name).ok_or_else(|| SynthError::MissingEncoder {
+            path: tmp.to_path_buf(),
+            codec: name.to_string(),
+        })
     };
     let mut octx = format::output_as(&tmp, format_name).map_err(err("opening the output"))?;
     let global_header = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
 
     // Video stream.
-    let (video_id, pixel) = match container {
-        Container::Mp4 | Container::Mkv => (codec::Id::H264, Pixel::YUV420P),
-        Container::Avi => (codec::Id::MPEG4, Pixel::YUV420P),
-    };
-    let vcodec = encoder::find(video_id).ok_or_else(|| SynthError::MissingEncoder {
-        path: tmp.to_path_buf(),
-        codec: format!("{video_id:?}"),
-    })?;
+    let pixel = Pixel::YUV420P;
+    let vcodec = find(video_name)?;
     let video_tb = if spec.variable_frame_rate {
         Rational(1, VFR_TIME_BASE as i32)
     } else {
@@ -113,11 +124,23 @@ fn encode(
     let mut vopts = Dictionary::new();
     vopts.set("threads", "1");
     vopts.set("flags", "+bitexact");
-    if video_id == codec::Id::H264 {
-        vopts.set("preset", "veryfast");
-        vopts.set("crf", "20");
-    } else {
-        venc.set_bit_rate(2_500_000);
+    match video_name {
+        "libx264" => {
+            vopts.set("preset", "veryfast");
+            vopts.set("crf", "20");
+        }
+        "libx265" => {
+            vopts.set("preset", "ultrafast");
+            vopts.set("crf", "26");
+            vopts.set("x265-params", "log-level=none:pools=1:frame-threads=1");
+        }
+        "libvpx-vp9" => {
+            vopts.set("deadline", "realtime");
+            vopts.set("cpu-used", "8");
+            vopts.set("crf", "34");
+            venc.set_bit_rate(0);
+        }
+        _ => venc.set_bit_rate(2_500_000),
     }
     let mut venc = venc.open_with(vopts).map_err(err("opening the video encoder"))?;
     let video_index = {
@@ -128,24 +151,18 @@ fn encode(
     };
 
     // Audio stream.
-    let (audio_id, sample_format) = match container {
-        Container::Mp4 | Container::Mkv => {
-            (codec::Id::AAC, format::Sample::F32(format::sample::Type::Planar))
-        }
-        Container::Avi => (
-            codec::Id::PCM_S16LE,
-            format::Sample::I16(format::sample::Type::Packed),
-        ),
-    };
-    let acodec = encoder::find(audio_id).ok_or_else(|| SynthError::MissingEncoder {
-        path: tmp.to_path_buf(),
-        codec: format!("{audio_id:?}"),
-    })?;
+    let acodec = find(audio_name)?;
     let channels = spec.channels as usize;
-    let layout = if channels == 1 {
-        ChannelLayout::MONO
-    } else {
-        ChannelLayout::STEREO
+    let layout = match channels {
+        1 => ChannelLayout::MONO,
+        2 => ChannelLayout::STEREO,
+        6 => ChannelLayout::_5POINT1,
+        n => {
+            return Err(SynthError::Unsupported {
+                path: tmp.to_path_buf(),
+                reason: format!("{n} audio channels (use 1, 2 or 6)"),
+            })
+        }
     };
     let audio_tb = Rational(1, spec.sample_rate as i32);
     let mut aenc = codec::context::Context::new_with_codec(acodec)
@@ -157,8 +174,8 @@ fn encode(
     aenc.set_channels(channels as i32);
     aenc.set_format(sample_format);
     aenc.set_time_base(audio_tb);
-    if audio_id == codec::Id::AAC {
-        aenc.set_bit_rate(96_000 * channels);
+    if audio_name == "aac" {
+        aenc.set_bit_rate(64_000 * channels);
     }
     if global_header {
         aenc.set_flags(codec::Flags::GLOBAL_HEADER);
