@@ -291,3 +291,69 @@ fn pack_then_inspect_verify_preview_as_a_user_would() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("no video files found"), "{}", text(&o));
 }
+
+#[cfg(feature = "ffmpeg")]
+#[test]
+fn jpeg_codec_packs_smaller_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    let o = gdt(&[
+        "synth",
+        "-o",
+        corpus.to_str().unwrap(),
+        "--count",
+        "2",
+        "--max-seconds",
+        "2.5",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (raw, jpeg) = (dir.path().join("raw"), dir.path().join("jpeg"));
+    let m = corpus.join("manifest.csv");
+    assert!(gdt(&[
+        "pack",
+        m.to_str().unwrap(),
+        "-o",
+        raw.to_str().unwrap(),
+        "--mels",
+        "40"
+    ])
+    .status
+    .success());
+    let o = gdt(&[
+        "pack",
+        m.to_str().unwrap(),
+        "-o",
+        jpeg.to_str().unwrap(),
+        "--mels",
+        "40",
+        "--codec",
+        "jpeg",
+        "--quality",
+        "80",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(gdt(&["verify", jpeg.to_str().unwrap()]).status.success());
+    let size = |d: &Path| DatasetManifest::load(d).unwrap().totals.stored_bytes;
+    assert!(
+        size(&jpeg) * 2 < size(&raw),
+        "jpeg {} vs raw {}",
+        size(&jpeg),
+        size(&raw)
+    );
+    let png = dir.path().join("p.png");
+    assert!(
+        gdt(&["preview", jpeg.to_str().unwrap(), "-o", png.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let o = gdt(&[
+        "pack",
+        m.to_str().unwrap(),
+        "-o",
+        dir.path().join("x").to_str().unwrap(),
+        "--codec",
+        "webp",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("unknown codec"), "{}", text(&o));
+}

@@ -10,6 +10,8 @@ pub enum FrameCodec {
     /// Planar RGB u8, zstd per chunk. With `delta`, every frame after a chunk's first is
     /// stored as its byte-wise (wrapping) difference from the previous frame.
     RawZstd { level: i32, delta: bool },
+    /// One baseline JPEG per frame (lossy), for users short of disk.
+    Jpeg { quality: u8 },
 }
 
 impl Default for FrameCodec {
@@ -123,8 +125,14 @@ impl PackParams {
                 && self.fmax_hz <= self.sample_rate as f32 / 2.0,
             "mel band must satisfy 0 <= fmin < fmax <= sample rate / 2",
         )?;
-        let FrameCodec::RawZstd { level, .. } = self.codec;
-        check((-7..=22).contains(&level), "zstd level must be in -7..=22")?;
+        match self.codec {
+            FrameCodec::RawZstd { level, .. } => {
+                check((-7..=22).contains(&level), "zstd level must be in -7..=22")?
+            }
+            FrameCodec::Jpeg { quality } => {
+                check((1..=100).contains(&quality), "JPEG quality must be in 1..=100")?
+            }
+        }
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use memmap2::Mmap;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{FormatError, Result};
-use crate::field::frames::{encode_chunk, ChunkDecoder};
+use crate::field::frames::{encode_chunk, ChunkDecoder, FrameShape};
 use crate::field::meta::RecordMeta;
 use crate::field::spectrogram;
 use crate::params::PackParams;
@@ -72,7 +72,8 @@ impl EncodedRecord {
         spec_frames: u32,
         params: &PackParams,
     ) -> std::io::Result<EncodedRecord> {
-        let frame_bytes = 3 * width as usize * height as usize;
+        let shape = FrameShape { width, height };
+        let frame_bytes = shape.bytes();
         assert!(
             frame_bytes > 0 && frames.len().is_multiple_of(frame_bytes),
             "whole frames only"
@@ -92,10 +93,7 @@ impl EncodedRecord {
             ),
         ];
         for chunk in frames.chunks(params.chunk_frames as usize * frame_bytes) {
-            blobs.push((
-                encode_chunk(chunk, frame_bytes, &params.codec)?,
-                chunk.len() as u32,
-            ));
+            blobs.push((encode_chunk(chunk, shape, &params.codec)?, chunk.len() as u32));
         }
         Ok(EncodedRecord {
             entry: RecordEntry {
@@ -602,8 +600,15 @@ impl<'a> RecordView<'a> {
         Ok((bytes, blob.raw_len as usize))
     }
 
+    pub fn shape(&self) -> FrameShape {
+        FrameShape {
+            width: self.entry.width,
+            height: self.entry.height,
+        }
+    }
+
     pub fn frame_bytes(&self) -> usize {
-        3 * self.entry.width as usize * self.entry.height as usize
+        self.shape().bytes()
     }
 
     /// Decodes frames `start..start + count` into `out` (planar RGB, frame after frame),
@@ -632,7 +637,7 @@ impl<'a> RecordView<'a> {
             let (bytes, raw_len) = self.chunk(c)?;
             buf.resize(raw_len, 0);
             decoder
-                .decode(bytes, fb, &self.shard.params.codec, &mut buf)
+                .decode(bytes, self.shape(), &self.shard.params.codec, &mut buf)
                 .map_err(|e| self.err(format!("frame chunk {c}: {e}")))?;
             let from = start.max(c * per_chunk) - c * per_chunk;
             let to = (start + count).min((c + 1) * per_chunk) - c * per_chunk;

@@ -131,7 +131,7 @@ pub struct PackArgs {
     /// Store frames as they are, without the delta-to-previous-frame filter.
     #[arg(long)]
     pub no_delta: bool,
-    /// Frame codec: raw (planar RGB + zstd) or jpeg [not built yet].
+    /// Frame codec: raw (planar RGB + zstd, exact) or jpeg (lossy, smaller).
     #[arg(long, default_value = "raw")]
     pub codec: String,
     /// JPEG quality, with --codec jpeg.

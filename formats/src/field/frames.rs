@@ -8,8 +8,24 @@
 //! With the delta filter, frame k > 0 of a chunk is stored as `frame[k] - frame[k-1]`
 //! (byte-wise, wrapping). Consecutive video frames are similar, so the differences are mostly
 //! near zero and zstd compresses them much better; undoing it is one add per byte.
+//!
+//! With the JPEG codec (`field::jpeg`) a chunk holds one JPEG per frame instead.
 
 use crate::params::FrameCodec;
+
+/// The size of one stored frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameShape {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl FrameShape {
+    /// Bytes of one planar RGB frame.
+    pub fn bytes(self) -> usize {
+        3 * self.width as usize * self.height as usize
+    }
+}
 
 /// Per thread: a zstd compression context (with its level) and a scratch buffer for the
 /// delta filter. Creating a context, or faulting in fresh pages, per chunk costs more than
@@ -23,13 +39,17 @@ thread_local! {
     static ENCODER: std::cell::RefCell<Encoder> = const { std::cell::RefCell::new(Encoder { zstd: None, scratch: Vec::new() }) };
 }
 
-/// Encodes `n` frames of `frame_bytes` each (`frames.len() == n * frame_bytes`).
-pub fn encode_chunk(frames: &[u8], frame_bytes: usize, codec: &FrameCodec) -> std::io::Result<Vec<u8>> {
+/// Encodes whole planar frames of `shape` (`frames.len()` a multiple of `shape.bytes()`).
+pub fn encode_chunk(frames: &[u8], shape: FrameShape, codec: &FrameCodec) -> std::io::Result<Vec<u8>> {
+    let frame_bytes = shape.bytes();
     assert!(
         frame_bytes > 0 && frames.len().is_multiple_of(frame_bytes),
         "whole frames only"
     );
-    let FrameCodec::RawZstd { level, delta } = *codec;
+    let (level, delta) = match *codec {
+        FrameCodec::RawZstd { level, delta } => (level, delta),
+        FrameCodec::Jpeg { quality } => return super::jpeg::encode(frames, shape, quality),
+    };
     ENCODER.with(|cell| {
         let Encoder {
             zstd: compressor,
@@ -75,11 +95,15 @@ impl ChunkDecoder {
     pub fn decode(
         &mut self,
         src: &[u8],
-        frame_bytes: usize,
+        shape: FrameShape,
         codec: &FrameCodec,
         out: &mut [u8],
     ) -> Result<(), String> {
-        let FrameCodec::RawZstd { delta, .. } = *codec;
+        let frame_bytes = shape.bytes();
+        let delta = match *codec {
+            FrameCodec::RawZstd { delta, .. } => delta,
+            FrameCodec::Jpeg { .. } => return super::jpeg::decode(src, shape, out),
+        };
         let n = self
             .zstd
             .decompress_to_buffer(src, out)
@@ -106,20 +130,21 @@ mod tests {
 
     #[test]
     fn round_trip_with_and_without_delta() {
-        let frame_bytes = 3 * 4 * 5;
+        let shape = FrameShape { width: 5, height: 4 };
+        let frame_bytes = shape.bytes();
         let frames: Vec<u8> = (0..frame_bytes * 3).map(|i| (i * 37 % 251) as u8).collect();
         let mut dec = ChunkDecoder::new().unwrap();
         for delta in [false, true] {
             let codec = FrameCodec::RawZstd { level: 1, delta };
-            let enc = encode_chunk(&frames, frame_bytes, &codec).unwrap();
+            let enc = encode_chunk(&frames, shape, &codec).unwrap();
             let mut out = vec![0u8; frames.len()];
-            dec.decode(&enc, frame_bytes, &codec, &mut out).unwrap();
+            dec.decode(&enc, shape, &codec, &mut out).unwrap();
             assert_eq!(out, frames);
             // A buffer of the wrong size is an error, not a partial fill.
             let mut short = vec![0u8; frames.len() - 1];
-            assert!(dec.decode(&enc, frame_bytes, &codec, &mut short).is_err());
+            assert!(dec.decode(&enc, shape, &codec, &mut short).is_err());
             let mut long = vec![0u8; frames.len() + 1];
-            assert!(dec.decode(&enc, frame_bytes, &codec, &mut long).is_err());
+            assert!(dec.decode(&enc, shape, &codec, &mut long).is_err());
         }
     }
 }

@@ -3,7 +3,6 @@
 use anyhow::{anyhow, bail, Context, Result};
 use gdt_formats::params::{FrameCodec, PackParams};
 
-use super::not_built;
 use crate::cli::PackArgs;
 
 /// Parses sizes such as `1GiB`, `512MiB`, `200MB`, `4096`.
@@ -29,30 +28,31 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok((n * mult as f64) as u64)
 }
 
-pub fn params_from(args: &PackArgs) -> PackParams {
-    PackParams {
+pub fn params_from(args: &PackArgs) -> Result<PackParams> {
+    let codec = match args.codec.as_str() {
+        "raw" => FrameCodec::RawZstd {
+            level: args.zstd_level,
+            delta: !args.no_delta,
+        },
+        "jpeg" => FrameCodec::Jpeg {
+            quality: args.quality,
+        },
+        other => bail!("unknown codec {other:?}: use raw or jpeg"),
+    };
+    Ok(PackParams {
         fps: args.fps,
         short_side: args.short_side,
         max_long_side: args.max_long_side,
         max_seconds: args.max_seconds,
         chunk_frames: args.chunk_frames,
-        codec: FrameCodec::RawZstd {
-            level: args.zstd_level,
-            delta: !args.no_delta,
-        },
+        codec,
         mels: args.mels,
         ..PackParams::default()
-    }
+    })
 }
 
 pub fn run(args: PackArgs) -> Result<i32> {
-    match args.codec.as_str() {
-        "raw" => {}
-        "jpeg" => return Ok(not_built("pack --codec jpeg", "JPEG frame storage")),
-        other => bail!("unknown codec {other:?}: use raw (or jpeg, not built yet)"),
-    }
-    let _ = args.quality;
-    let params = params_from(&args);
+    let params = params_from(&args)?;
     params
         .validate()
         .map_err(|e| anyhow!("invalid packing parameters: {e}"))?;
