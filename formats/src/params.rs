@@ -136,6 +136,21 @@ impl PackParams {
         Ok(())
     }
 
+    /// Stored frame size for a `width x height` source: short side scaled to `short_side`
+    /// (aspect kept), then the long side centre-cropped to `max_long_side`. Returns (scaled
+    /// width, scaled height, stored width, stored height). Cropping rather than shrinking
+    /// keeps the short side, which the loader's 112-pixel crops rely on.
+    pub fn stored_geometry(&self, width: u32, height: u32) -> (u32, u32, u32, u32) {
+        let short = width.min(height).max(1) as f64;
+        let s = self.short_side as f64 / short;
+        let (sw, sh) = if width <= height {
+            (self.short_side, ((height as f64 * s).round() as u32).max(1))
+        } else {
+            (((width as f64 * s).round() as u32).max(1), self.short_side)
+        };
+        (sw, sh, sw.min(self.max_long_side), sh.min(self.max_long_side))
+    }
+
     /// Spectrogram frames per second of audio.
     pub fn spectrogram_rate(&self) -> f64 {
         self.sample_rate as f64 / self.hop_samples as f64
@@ -150,5 +165,19 @@ impl PackParams {
     /// The largest spectrogram frame count a record can hold.
     pub fn max_spectrogram_frames(&self) -> u64 {
         (self.max_seconds * self.spectrogram_rate()).ceil() as u64 + 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_geometry_keeps_the_short_side_and_crops_the_long_one() {
+        let p = PackParams::default();
+        assert_eq!(p.stored_geometry(640, 480), (171, 128, 171, 128));
+        assert_eq!(p.stored_geometry(640, 360), (228, 128, 228, 128));
+        assert_eq!(p.stored_geometry(360, 640), (128, 228, 128, 228));
+        assert_eq!(p.stored_geometry(1920, 480), (512, 128, 256, 128));
     }
 }

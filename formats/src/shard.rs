@@ -582,6 +582,14 @@ impl<'a> RecordView<'a> {
         Ok((bytes, blob))
     }
 
+    /// Where blob `k` of this record (0 metadata, 1 spectrogram, 2.. frame chunks) lies in
+    /// the file: (offset, length). For tools and tests that need to point at bytes.
+    pub fn blob_location(&self, k: usize) -> (u64, u32) {
+        let blob =
+            self.shard.blobs[self.entry.first_blob as usize + k.min(self.entry.blob_count as usize - 1)];
+        (blob.offset, blob.len)
+    }
+
     pub fn meta(&self) -> Result<RecordMeta> {
         let (bytes, _) = self.blob(0)?;
         serde_json::from_slice(bytes).map_err(|e| self.err(format!("metadata: {e}")))
@@ -631,20 +639,37 @@ impl<'a> RecordView<'a> {
         let per_chunk = self.shard.params.chunk_frames as usize;
         out.clear();
         out.reserve(count * fb);
-        let mut buf = Vec::new();
+        // The decoder's own buffer, borrowed for the call: no allocation once it is grown.
+        let mut buf = std::mem::take(&mut decoder.scratch);
         let mut c = start / per_chunk;
-        while c * per_chunk < start + count {
-            let (bytes, raw_len) = self.chunk(c)?;
-            buf.resize(raw_len, 0);
-            decoder
-                .decode(bytes, self.shape(), &self.shard.params.codec, &mut buf)
-                .map_err(|e| self.err(format!("frame chunk {c}: {e}")))?;
-            let from = start.max(c * per_chunk) - c * per_chunk;
-            let to = (start + count).min((c + 1) * per_chunk) - c * per_chunk;
-            out.extend_from_slice(&buf[from * fb..to * fb]);
-            c += 1;
-        }
-        Ok(())
+        let result = (|| {
+            while c * per_chunk < start + count {
+                let (bytes, raw_len) = self.chunk(c)?;
+                buf.resize(raw_len, 0);
+                decoder
+                    .decode(bytes, self.shape(), &self.shard.params.codec, &mut buf)
+                    .map_err(|e| self.err(format!("frame chunk {c}: {e}")))?;
+                let from = start.max(c * per_chunk) - c * per_chunk;
+                let to = (start + count).min((c + 1) * per_chunk) - c * per_chunk;
+                out.extend_from_slice(&buf[from * fb..to * fb]);
+                c += 1;
+            }
+            Ok(())
+        })();
+        decoder.scratch = buf;
+        result
+    }
+
+    /// Decodes the whole spectrogram into `out` (row-major `[mels][spec_frames]`), reusing
+    /// the decoder's zstd context and buffers.
+    pub fn spectrogram_into(&self, decoder: &mut ChunkDecoder, out: &mut Vec<f32>) -> Result<()> {
+        let (bytes, blob) = self.blob(1)?;
+        out.resize(blob.raw_len as usize / 2, 0.0);
+        let mut raw = std::mem::take(&mut decoder.scratch);
+        let result = spectrogram::decode_with(&mut decoder.zstd, &mut raw, bytes, out)
+            .map_err(|e| self.err(format!("spectrogram: {e}")));
+        decoder.scratch = raw;
+        result
     }
 
     /// The whole spectrogram, row-major `[mels][spec_frames]`.

@@ -13,11 +13,15 @@
 //! assert!(!scene.frame_times().is_empty());
 //! ```
 
+pub mod augment;
+pub mod batch;
 #[cfg(feature = "ffmpeg")]
 pub mod decode;
+pub mod loader;
 #[cfg(feature = "ffmpeg")]
 pub mod pack;
 pub mod resample;
+pub mod sampler;
 pub mod spectrogram;
 pub mod synth;
 #[cfg(feature = "ffmpeg")]

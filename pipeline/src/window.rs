@@ -71,21 +71,6 @@ pub struct DecodedSource {
     pub windows: Vec<DecodedWindow>,
 }
 
-/// Stored frame size: short side scaled to `short_side` (aspect kept), then the long side
-/// centre-cropped to `max_long_side`. Returns (scaled width, scaled height, stored width,
-/// stored height). Cropping rather than shrinking keeps the short side, which the loader's
-/// 112-pixel crops rely on.
-pub fn stored_geometry(width: u32, height: u32, params: &PackParams) -> (u32, u32, u32, u32) {
-    let short = width.min(height).max(1) as f64;
-    let s = params.short_side as f64 / short;
-    let (sw, sh) = if width <= height {
-        (params.short_side, ((height as f64 * s).round() as u32).max(1))
-    } else {
-        (((width as f64 * s).round() as u32).max(1), params.short_side)
-    };
-    (sw, sh, sw.min(params.max_long_side), sh.min(params.max_long_side))
-}
-
 /// Decodes `path` into windows under `params`.
 pub fn decode_windows(
     path: &Path,
@@ -175,7 +160,7 @@ pub fn decode_windows(
     let fps = params.fps as f64;
     let per_window = (params.max_seconds * fps).round() as usize;
     let total = per_window * opts.max_windows.max(1) as usize;
-    let (sw, sh, cw, ch) = stored_geometry(w, h, params);
+    let (sw, sh, cw, ch) = params.stored_geometry(w, h);
     let mut picker = FramePicker::new(fps, total, sw, sh, cw, ch);
     let mut audio = AudioTrack::default();
 
@@ -482,19 +467,5 @@ impl AudioTrack {
             path: path.to_path_buf(),
             format,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stored_geometry_keeps_the_short_side_and_crops_the_long_one() {
-        let p = PackParams::default();
-        assert_eq!(stored_geometry(640, 480, &p), (171, 128, 171, 128));
-        assert_eq!(stored_geometry(640, 360, &p), (228, 128, 228, 128));
-        assert_eq!(stored_geometry(360, 640, &p), (128, 228, 128, 228));
-        assert_eq!(stored_geometry(1920, 480, &p), (512, 128, 256, 128));
     }
 }

@@ -79,13 +79,17 @@ pub fn encode_chunk(frames: &[u8], shape: FrameShape, codec: &FrameCodec) -> std
 /// Decodes chunks, reusing one zstd context (creating one per chunk would cost more than
 /// decompressing a small chunk).
 pub struct ChunkDecoder {
-    zstd: zstd::bulk::Decompressor<'static>,
+    pub(crate) zstd: zstd::bulk::Decompressor<'static>,
+    /// A buffer readers borrow for decoded chunks, so that steady-state reading allocates
+    /// nothing.
+    pub(crate) scratch: Vec<u8>,
 }
 
 impl ChunkDecoder {
     pub fn new() -> std::io::Result<ChunkDecoder> {
         Ok(ChunkDecoder {
             zstd: zstd::bulk::Decompressor::new()?,
+            scratch: Vec::new(),
         })
     }
 

@@ -16,8 +16,21 @@ pub fn encode(values: &[f32]) -> std::io::Result<Vec<u8>> {
 
 /// Decodes into `out`, whose length (mels x frames) comes from the index, not from the data.
 pub fn decode(src: &[u8], out: &mut [f32]) -> Result<(), String> {
-    let mut raw = vec![0u8; out.len() * 2];
-    let n = zstd::bulk::decompress_to_buffer(src, &mut raw).map_err(|e| format!("zstd: {e}"))?;
+    let mut zstd = zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?;
+    decode_with(&mut zstd, &mut Vec::new(), src, out)
+}
+
+/// [`decode`] with a caller's zstd context and byte buffer, for readers that must not allocate.
+pub fn decode_with(
+    zstd: &mut zstd::bulk::Decompressor<'static>,
+    raw: &mut Vec<u8>,
+    src: &[u8],
+    out: &mut [f32],
+) -> Result<(), String> {
+    raw.resize(out.len() * 2, 0);
+    let n = zstd
+        .decompress_to_buffer(src, raw)
+        .map_err(|e| format!("zstd: {e}"))?;
     if n != raw.len() {
         return Err(format!(
             "spectrogram decompressed to {n} bytes, expected {}",

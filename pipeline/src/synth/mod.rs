@@ -9,6 +9,7 @@ pub mod class;
 pub mod corpus;
 #[cfg(feature = "ffmpeg")]
 pub mod encode;
+pub mod packed;
 pub mod scene;
 
 use std::path::PathBuf;

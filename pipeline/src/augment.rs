@@ -1,0 +1,447 @@
+//! Per-view augmentation on the CPU: scale jitter + crop + flip (+ optional colour jitter)
+//! for video, volume jitter + SpecAugment + z-normalisation for audio.
+//!
+//! Video works plane by plane on planar frames and writes the `[C, T, H, W]` output
+//! directly: no interleaved intermediate, no transpose.
+
+use gdt_formats::field::frames::FrameShape;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::spectrogram::LOG_EPS;
+
+/// Video augmentation settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VideoAugment {
+    /// Output side (square crop), pixels.
+    pub crop: u32,
+    /// Scale jitter: the frame's short side is (virtually) resized to U(min, max) before the
+    /// random crop. Equal values and `crop` = short side disable it.
+    pub scale_min: f32,
+    pub scale_max: f32,
+    pub flip_probability: f32,
+    /// Brightness, contrast and saturation jitter strength (0.4 in the reference), or none.
+    pub color_jitter: Option<f32>,
+}
+
+impl Default for VideoAugment {
+    fn default() -> Self {
+        VideoAugment {
+            crop: 112,
+            scale_min: 128.0,
+            scale_max: 160.0,
+            flip_probability: 0.5,
+            color_jitter: None,
+        }
+    }
+}
+
+impl VideoAugment {
+    /// No randomness: a centre crop of the short side, no flip, no jitter.
+    pub fn off(crop: u32) -> VideoAugment {
+        VideoAugment {
+            crop,
+            scale_min: crop as f32,
+            scale_max: crop as f32,
+            flip_probability: 0.0,
+            color_jitter: None,
+        }
+    }
+}
+
+/// What was drawn for one view, in stored-frame pixels. The trainer can treat any of it as
+/// a GDT factor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VideoDraw {
+    /// Crop box in the stored frame: left, top, width, height.
+    pub crop_box: [f32; 4],
+    /// The short side the frame was (virtually) resized to.
+    pub scale: f32,
+    pub flip: bool,
+    /// Brightness, contrast, saturation factors when colour jitter is on.
+    pub jitter: Option<[f32; 3]>,
+}
+
+impl VideoAugment {
+    pub fn draw(&self, rng: &mut ChaCha8Rng, width: u32, height: u32) -> VideoDraw {
+        let scale = if self.scale_max > self.scale_min {
+            rng.random_range(self.scale_min..=self.scale_max)
+        } else {
+            self.scale_min
+        };
+        // A crop of `crop` pixels at short side `scale` covers this much of the stored frame.
+        let side = self.crop as f32 * width.min(height) as f32 / scale;
+        let (bw, bh) = (side.min(width as f32), side.min(height as f32));
+        let x = rng.random_range(0.0..=(width as f32 - bw).max(0.0));
+        let y = rng.random_range(0.0..=(height as f32 - bh).max(0.0));
+        let (x, y) = if self.scale_max > self.scale_min || self.flip_probability > 0.0 {
+            (x, y)
+        } else {
+            ((width as f32 - bw) / 2.0, (height as f32 - bh) / 2.0)
+        };
+        let flip = self.flip_probability > 0.0 && rng.random::<f32>() < self.flip_probability;
+        let jitter = self.color_jitter.map(|s| {
+            [
+                rng.random_range(1.0 - s..=1.0 + s),
+                rng.random_range(1.0 - s..=1.0 + s),
+                rng.random_range(1.0 - s..=1.0 + s),
+            ]
+        });
+        VideoDraw {
+            crop_box: [x, y, bw, bh],
+            scale,
+            flip,
+            jitter,
+        }
+    }
+}
+
+/// Bilinear sampling positions along one axis: source index pair and weight (0..=256).
+#[derive(Clone, Copy, Default)]
+struct Tap {
+    i0: u32,
+    i1: u32,
+    w: u32,
+}
+
+fn taps(out: &mut Vec<Tap>, n: u32, start: f32, len: f32, src_len: u32, reverse: bool) {
+    out.clear();
+    let step = len / n as f32;
+    for o in 0..n {
+        let o = if reverse { n - 1 - o } else { o };
+        let x = (start + (o as f32 + 0.5) * step - 0.5).clamp(0.0, (src_len - 1) as f32);
+        let i0 = x.floor() as u32;
+        out.push(Tap {
+            i0,
+            i1: (i0 + 1).min(src_len - 1),
+            w: ((x - i0 as f32) * 256.0).round() as u32,
+        });
+    }
+}
+
+/// Reusable per-worker scratch for [`crop_resize`].
+#[derive(Default)]
+pub struct ResizeScratch {
+    xs: Vec<Tap>,
+    ys: Vec<Tap>,
+}
+
+/// Writes one view: `frames` are planar RGB frames of `shape` (as stored, in time order);
+/// `out` is `[3][t][crop][crop]`. With `reverse`, output frame k is input frame t-1-k. The
+/// crop box is resampled bilinearly, mirrored when `draw.flip`.
+pub fn crop_resize(
+    frames: &[u8],
+    shape: FrameShape,
+    crop: u32,
+    draw: &VideoDraw,
+    reverse: bool,
+    scratch: &mut ResizeScratch,
+    out: &mut [u8],
+) {
+    let (width, height) = (shape.width, shape.height);
+    let plane = (width * height) as usize;
+    let c2 = (crop * crop) as usize;
+    let t = frames.len() / shape.bytes();
+    assert_eq!(frames.len(), t * 3 * plane);
+    assert_eq!(out.len(), 3 * t * c2);
+    let [bx, by, bw, bh] = draw.crop_box;
+    taps(&mut scratch.xs, crop, bx, bw, width, draw.flip);
+    taps(&mut scratch.ys, crop, by, bh, height, false);
+    for c in 0..3 {
+        for k in 0..t {
+            let src_t = if reverse { t - 1 - k } else { k };
+            let src = &frames[(src_t * 3 + c) * plane..(src_t * 3 + c + 1) * plane];
+            let dst = &mut out[(c * t + k) * c2..(c * t + k + 1) * c2];
+            for (oy, ty) in scratch.ys.iter().enumerate() {
+                let r0 = &src[(ty.i0 * width) as usize..((ty.i0 + 1) * width) as usize];
+                let r1 = &src[(ty.i1 * width) as usize..((ty.i1 + 1) * width) as usize];
+                let row = &mut dst[oy * crop as usize..(oy + 1) * crop as usize];
+                for (o, tx) in row.iter_mut().zip(&scratch.xs) {
+                    let top = r0[tx.i0 as usize] as u32 * (256 - tx.w) + r0[tx.i1 as usize] as u32 * tx.w;
+                    let bot = r1[tx.i0 as usize] as u32 * (256 - tx.w) + r1[tx.i1 as usize] as u32 * tx.w;
+                    *o = ((top * (256 - ty.w) + bot * ty.w + (1 << 15)) >> 16) as u8;
+                }
+            }
+        }
+    }
+    if let Some([b, ct, s]) = draw.jitter {
+        color_jitter(out, t * c2, b, ct, s);
+    }
+}
+
+/// Brightness, contrast and saturation on a `[3][n]` planar buffer: each mixes the three
+/// channels of the same pixel, which is why it must run on the channel axis (the reference
+/// applied it to the wrong one).
+fn color_jitter(out: &mut [u8], n: usize, brightness: f32, contrast: f32, saturation: f32) {
+    let (r, rest) = out.split_at_mut(n);
+    let (g, b) = rest.split_at_mut(n);
+    let gray = |r: f32, g: f32, b: f32| 0.299 * r + 0.587 * g + 0.114 * b;
+    let mut mean = 0f64;
+    for i in 0..n {
+        mean += gray(r[i] as f32, g[i] as f32, b[i] as f32) as f64 * brightness as f64;
+    }
+    let mean = (mean / n.max(1) as f64) as f32;
+    for i in 0..n {
+        let mut px = [
+            r[i] as f32 * brightness,
+            g[i] as f32 * brightness,
+            b[i] as f32 * brightness,
+        ];
+        for v in &mut px {
+            *v = (*v - mean) * contrast + mean;
+        }
+        let y = gray(px[0], px[1], px[2]);
+        for v in &mut px {
+            *v = ((*v - y) * saturation + y).clamp(0.0, 255.0);
+        }
+        (r[i], g[i], b[i]) = (px[0] as u8, px[1] as u8, px[2] as u8);
+    }
+}
+
+/// Audio augmentation settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AudioAugment {
+    /// Volume jitter: alpha ~ U(1 - v, 1 + v) on the waveform, i.e. + 2 ln(alpha) on the log
+    /// spectrogram (0.1 in the reference).
+    pub volume: f32,
+    /// SpecAugment: one frequency mask of width U[0, freq_mask) rows and one time mask of
+    /// width U[0, time_mask) frames, set to 0 after normalisation.
+    pub freq_mask: u32,
+    pub time_mask: u32,
+    /// z-normalisation constants (the reference's, for int16-scale log-mel).
+    pub mean: f32,
+    pub std: f32,
+}
+
+impl Default for AudioAugment {
+    fn default() -> Self {
+        AudioAugment {
+            volume: 0.1,
+            freq_mask: 3,
+            time_mask: 6,
+            mean: 1.93,
+            std: 17.89,
+        }
+    }
+}
+
+impl AudioAugment {
+    /// Normalisation only.
+    pub fn off() -> AudioAugment {
+        AudioAugment {
+            volume: 0.0,
+            freq_mask: 0,
+            time_mask: 0,
+            ..AudioAugment::default()
+        }
+    }
+}
+
+/// What was drawn for one view's audio.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AudioDraw {
+    pub gain_log: f32,
+    /// (first row, rows) and (first frame, frames) masked.
+    pub freq_mask: (u32, u32),
+    pub time_mask: (u32, u32),
+}
+
+impl AudioAugment {
+    pub fn draw(&self, rng: &mut ChaCha8Rng, mels: u32, frames: u32) -> AudioDraw {
+        let alpha: f32 = if self.volume > 0.0 {
+            rng.random_range(1.0 - self.volume..=1.0 + self.volume)
+        } else {
+            1.0
+        };
+        let mut mask = |max: u32, len: u32| {
+            if max == 0 {
+                return (0, 0);
+            }
+            let w = rng.random_range(0..max).min(len);
+            (rng.random_range(0..=len - w), w)
+        };
+        let freq_mask = mask(self.freq_mask, mels);
+        let time_mask = mask(self.time_mask, frames);
+        AudioDraw {
+            gain_log: 2.0 * alpha.ln(),
+            freq_mask,
+            time_mask,
+        }
+    }
+
+    /// Writes one view's `[mels][frames]` from the record spectrogram (`[mels][total]`),
+    /// starting at spectrogram frame `start`, time-reversed if `reverse`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply(
+        &self,
+        spec: &[f32],
+        total: usize,
+        mels: usize,
+        start: usize,
+        frames: usize,
+        reverse: bool,
+        draw: &AudioDraw,
+        out: &mut [f32],
+    ) {
+        assert!(start + frames <= total && out.len() == mels * frames);
+        let inv = 1.0 / self.std;
+        for m in 0..mels {
+            let row = &spec[m * total + start..m * total + start + frames];
+            let dst = &mut out[m * frames..(m + 1) * frames];
+            for (j, o) in dst.iter_mut().enumerate() {
+                let v = row[if reverse { frames - 1 - j } else { j }];
+                // Volume scales power: the log floor of an empty filter does not move.
+                let v = if v > LOG_EPS { v + draw.gain_log } else { v };
+                *o = (v - self.mean) * inv;
+            }
+        }
+        let (f0, fw) = draw.freq_mask;
+        for m in f0..f0 + fw {
+            out[m as usize * frames..(m as usize + 1) * frames].fill(0.0);
+        }
+        let (t0, tw) = draw.time_mask;
+        for m in 0..mels {
+            out[m * frames + t0 as usize..m * frames + (t0 + tw) as usize].fill(0.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampler::draw_stream;
+
+    fn frames(t: usize, w: u32, h: u32) -> Vec<u8> {
+        (0..t * 3 * (w * h) as usize)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn identity_crop_copies_and_flip_mirrors_and_reverse_reverses() {
+        let (t, w, h) = (3, 8, 8);
+        let f = frames(t, w, h);
+        let draw = VideoDraw {
+            crop_box: [0.0, 0.0, 8.0, 8.0],
+            scale: 8.0,
+            flip: false,
+            jitter: None,
+        };
+        let mut out = vec![0u8; 3 * t * 64];
+        let mut s = ResizeScratch::default();
+        crop_resize(
+            &f,
+            FrameShape { width: w, height: h },
+            8,
+            &draw,
+            false,
+            &mut s,
+            &mut out,
+        );
+        // out is [C][T][H][W]; input is [T][C][H][W].
+        for c in 0..3 {
+            for k in 0..t {
+                assert_eq!(
+                    &out[(c * t + k) * 64..(c * t + k + 1) * 64],
+                    &f[(k * 3 + c) * 64..(k * 3 + c + 1) * 64]
+                );
+            }
+        }
+        let mut flipped = vec![0u8; out.len()];
+        crop_resize(
+            &f,
+            FrameShape { width: w, height: h },
+            8,
+            &VideoDraw { flip: true, ..draw },
+            false,
+            &mut s,
+            &mut flipped,
+        );
+        for row in 0..3 * t * 8 {
+            let a = &out[row * 8..row * 8 + 8];
+            let b: Vec<u8> = flipped[row * 8..row * 8 + 8].iter().rev().copied().collect();
+            assert_eq!(a, &b[..]);
+        }
+        let mut reversed = vec![0u8; out.len()];
+        crop_resize(
+            &f,
+            FrameShape { width: w, height: h },
+            8,
+            &draw,
+            true,
+            &mut s,
+            &mut reversed,
+        );
+        for c in 0..3 {
+            for k in 0..t {
+                assert_eq!(
+                    &reversed[(c * t + k) * 64..(c * t + k + 1) * 64],
+                    &out[(c * t + t - 1 - k) * 64..(c * t + t - k) * 64]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn draws_stay_inside_the_frame_and_cover_the_scale_range() {
+        let aug = VideoAugment::default();
+        let (mut lo, mut hi, mut flips) = (f32::MAX, 0f32, 0);
+        for r in 0..500 {
+            let d = aug.draw(&mut draw_stream(3, 0, r, 0), 171, 128);
+            let [x, y, w, h] = d.crop_box;
+            assert!(x >= 0.0 && y >= 0.0 && x + w <= 171.0 + 1e-3 && y + h <= 128.0 + 1e-3);
+            assert!((w - 112.0 * 128.0 / d.scale).abs() < 1e-3);
+            lo = lo.min(d.scale);
+            hi = hi.max(d.scale);
+            flips += d.flip as u32;
+        }
+        assert!(lo < 130.0 && hi > 158.0, "{lo}..{hi}");
+        assert!((200..300).contains(&flips), "{flips} flips of 500");
+    }
+
+    #[test]
+    fn audio_is_normalised_shifted_masked_and_reversed() {
+        let (mels, total) = (4usize, 20usize);
+        let spec: Vec<f32> = (0..mels * total)
+            .map(|i| if i < total { LOG_EPS } else { i as f32 })
+            .collect();
+        let aug = AudioAugment::off();
+        let draw = AudioDraw {
+            gain_log: 0.5,
+            freq_mask: (2, 1),
+            time_mask: (3, 2),
+        };
+        let mut out = vec![0f32; mels * 5];
+        aug.apply(&spec, total, mels, 10, 5, false, &draw, &mut out);
+        let z = |v: f32| (v - 1.93) / 17.89;
+        assert!(
+            (out[0] - z(LOG_EPS)).abs() < 1e-6,
+            "the log floor is not shifted by volume"
+        );
+        assert!((out[5] - z(spec[total + 10] + 0.5)).abs() < 1e-6);
+        assert!(out[10..15].iter().all(|&v| v == 0.0), "frequency mask");
+        assert!(
+            (0..mels).all(|m| out[m * 5 + 3] == 0.0 && out[m * 5 + 4] == 0.0),
+            "time mask"
+        );
+        let mut rev = vec![0f32; mels * 5];
+        let plain = AudioDraw {
+            gain_log: 0.0,
+            freq_mask: (0, 0),
+            time_mask: (0, 0),
+        };
+        aug.apply(&spec, total, mels, 10, 5, true, &plain, &mut rev);
+        aug.apply(&spec, total, mels, 10, 5, false, &plain, &mut out);
+        for m in 0..mels {
+            let f: Vec<f32> = out[m * 5..m * 5 + 5].iter().rev().copied().collect();
+            assert_eq!(&rev[m * 5..m * 5 + 5], &f[..]);
+        }
+    }
+
+    #[test]
+    fn colour_jitter_keeps_grey_grey_under_saturation() {
+        let mut px = vec![100u8; 3 * 4];
+        color_jitter(&mut px, 4, 1.0, 1.0, 1.4);
+        assert!(px.iter().all(|&v| v == 100));
+    }
+}

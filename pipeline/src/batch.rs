@@ -1,0 +1,156 @@
+//! Ready batches and the pool their buffers come from and return to.
+//!
+//! Layouts (row-major, documented contract with the trainer):
+//! - video: u8 `[records, views, 3, clip, crop, crop]`, RGB, not normalised;
+//! - video_f32 (optional): the same, `(x / 255 - 0.45) / 0.225`;
+//! - audio: f32 `[records, views, mels, audio_frames]`, z-normalised log-mel.
+//!
+//! Dropping a batch hands its buffers back to the pool, so a loader in steady state
+//! allocates nothing per batch.
+
+use std::sync::Arc;
+
+use crossbeam::queue::ArrayQueue;
+
+use crate::augment::{AudioDraw, VideoDraw};
+
+/// What one view is: which record, which time shift, which direction, which augmentation.
+/// Every field is a GDT factor the trainer may declare invariant or distinct.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ViewMeta {
+    /// Global record number in the dataset.
+    pub record: u32,
+    pub label: Option<u32>,
+    /// Which of the record's time shifts (0..K_tau).
+    pub shift: u8,
+    /// First stored frame of the clip (in the record, at the dataset's fps).
+    pub start_frame: u32,
+    /// First spectrogram frame of the audio slice.
+    pub audio_start: u32,
+    pub reversed: bool,
+    pub video: VideoDraw,
+    pub audio: AudioDraw,
+}
+
+pub(crate) struct Pool {
+    video: ArrayQueue<Vec<u8>>,
+    video_f32: ArrayQueue<Vec<f32>>,
+    audio: ArrayQueue<Vec<f32>>,
+    views: ArrayQueue<Vec<ViewMeta>>,
+}
+
+impl Pool {
+    pub(crate) fn new(capacity: usize) -> Arc<Pool> {
+        Arc::new(Pool {
+            video: ArrayQueue::new(capacity),
+            video_f32: ArrayQueue::new(capacity),
+            audio: ArrayQueue::new(capacity),
+            views: ArrayQueue::new(capacity),
+        })
+    }
+}
+
+/// The shape of every batch a loader yields (the last batch of an epoch, or one with
+/// skipped records, may hold fewer records).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchShape {
+    pub views: usize,
+    pub clip: usize,
+    pub crop: usize,
+    pub mels: usize,
+    pub audio_frames: usize,
+}
+
+impl BatchShape {
+    pub fn video_per_view(&self) -> usize {
+        3 * self.clip * self.crop * self.crop
+    }
+
+    pub fn audio_per_view(&self) -> usize {
+        self.mels * self.audio_frames
+    }
+}
+
+pub struct Batch {
+    pub epoch: u64,
+    /// Batch number within the epoch (for this rank).
+    pub index: usize,
+    /// Records in this batch.
+    pub records: usize,
+    pub shape: BatchShape,
+    pub(crate) video: Vec<u8>,
+    pub(crate) video_f32: Option<Vec<f32>>,
+    pub(crate) audio: Vec<f32>,
+    pub(crate) views: Vec<ViewMeta>,
+    pub(crate) pool: Arc<Pool>,
+}
+
+impl Batch {
+    /// Creates an empty batch from pooled buffers (allocating only when the pool is empty).
+    pub(crate) fn take(
+        pool: &Arc<Pool>,
+        epoch: u64,
+        index: usize,
+        shape: BatchShape,
+        normalised: bool,
+    ) -> Batch {
+        let mut b = Batch {
+            epoch,
+            index,
+            records: 0,
+            shape,
+            video: pool.video.pop().unwrap_or_default(),
+            video_f32: normalised.then(|| pool.video_f32.pop().unwrap_or_default()),
+            audio: pool.audio.pop().unwrap_or_default(),
+            views: pool.views.pop().unwrap_or_default(),
+            pool: pool.clone(),
+        };
+        b.video.clear();
+        b.audio.clear();
+        b.views.clear();
+        b
+    }
+
+    /// `[records, views, 3, clip, crop, crop]` u8.
+    pub fn video(&self) -> &[u8] {
+        &self.video
+    }
+
+    /// `[records, views, 3, clip, crop, crop]` f32, normalised, when the loader was asked for it.
+    pub fn video_f32(&self) -> Option<&[f32]> {
+        self.video_f32.as_deref()
+    }
+
+    /// `[records, views, mels, audio_frames]` f32.
+    pub fn audio(&self) -> &[f32] {
+        &self.audio
+    }
+
+    /// One entry per view, record-major: `views()[r * shape.views + v]`.
+    pub fn views(&self) -> &[ViewMeta] {
+        &self.views
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // A full pool just lets the buffer go.
+        let _ = self.pool.video.push(std::mem::take(&mut self.video));
+        if let Some(v) = self.video_f32.take() {
+            let _ = self.pool.video_f32.push(v);
+        }
+        let _ = self.pool.audio.push(std::mem::take(&mut self.audio));
+        let _ = self.pool.views.push(std::mem::take(&mut self.views));
+    }
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("epoch", &self.epoch)
+            .field("index", &self.index)
+            .field("records", &self.records)
+            .field("shape", &self.shape)
+            .finish()
+    }
+}

@@ -1,0 +1,585 @@
+//! The loader: GDT views sampled from a packed dataset on worker threads, augmented, and
+//! handed out as ready batches, in order, bit-identical for any thread count.
+//!
+//! ```no_run
+//! use gdt_pipeline::loader::LoaderBuilder;
+//! let mut loader = LoaderBuilder::new("dataset").batch_size(8).threads(2).seed(1).build()?;
+//! for batch in loader.by_ref().take(10) {
+//!     let batch = batch?;
+//!     // batch.video(): u8 [8, 4, 3, 30, 112, 112]; batch.audio(): f32 [8, 4, 257, 99]
+//!     let _ = (batch.video().len(), batch.views()[0].reversed);
+//! }
+//! let resume_from = loader.state(); // LoaderBuilder::resume(resume_from) continues exactly
+//! # Ok::<(), gdt_pipeline::loader::LoadError>(())
+//! ```
+//!
+//! Threads: workers claim batch numbers from an atomic counter, but never more than
+//! `prefetch` batches ahead of the consumer (backpressure); each builds a whole batch into
+//! pooled buffers and sends it over a bounded channel; the consumer puts batches back in
+//! order with a fixed ring. Peak memory is about `prefetch + 2` batches plus one record's
+//! decoded clips per worker. Dropping the loader stops and joins every worker; a worker's
+//! panic or error reaches the consumer as an `Err`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam::channel::{bounded, Receiver};
+use gdt_formats::dataset::Dataset;
+use gdt_formats::field::frames::ChunkDecoder;
+use gdt_formats::FormatError;
+
+use crate::augment::{crop_resize, AudioAugment, ResizeScratch, VideoAugment};
+use crate::batch::{Batch, BatchShape, Pool, ViewMeta};
+use crate::sampler::{draw_stream, time_shifts, EpochPlan};
+
+/// The key of the stream a record's time shifts are drawn from (its views use 0, 1, ...).
+const SHIFT_STREAM: u64 = u64::MAX - 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("{shard}: record {record} (dataset record {global}): {what}")]
+    Record {
+        shard: PathBuf,
+        record: usize,
+        global: u32,
+        what: String,
+    },
+    #[error("loader worker failed: {0}")]
+    Worker(String),
+    #[error("invalid loader settings: {0}")]
+    Config(String),
+}
+
+/// Where a loader is: the next batch it would yield.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LoaderState {
+    pub epoch: u64,
+    pub batch: usize,
+}
+
+/// A record left out of a batch because it could not be read (skip mode).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Skipped {
+    pub epoch: u64,
+    pub batch: usize,
+    pub error: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct LoaderBuilder {
+    dataset: PathBuf,
+    batch_size: usize,
+    shifts: usize,
+    reversal: bool,
+    clip: usize,
+    threads: usize,
+    prefetch: usize,
+    seed: u64,
+    start: LoaderState,
+    epochs: u64,
+    rank: usize,
+    world: usize,
+    video: VideoAugment,
+    audio: AudioAugment,
+    drop_last: bool,
+    min_gap: usize,
+    strict: bool,
+    normalised: bool,
+}
+
+impl LoaderBuilder {
+    pub fn new(dataset: impl AsRef<Path>) -> LoaderBuilder {
+        LoaderBuilder {
+            dataset: dataset.as_ref().to_path_buf(),
+            batch_size: 8,
+            shifts: 2,
+            reversal: true,
+            clip: 30,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            prefetch: 4,
+            seed: 0,
+            start: LoaderState { epoch: 0, batch: 0 },
+            epochs: 1,
+            rank: 0,
+            world: 1,
+            video: VideoAugment::default(),
+            audio: AudioAugment::default(),
+            drop_last: true,
+            min_gap: 0,
+            strict: false,
+            normalised: false,
+        }
+    }
+
+    /// Records per batch (each gives `shifts x (2 if reversal else 1)` views).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n;
+        self
+    }
+    /// Time shifts per record (K_tau, default 2) and whether each gets a reversed view.
+    pub fn views(mut self, shifts: usize, reversal: bool) -> Self {
+        self.shifts = shifts;
+        self.reversal = reversal;
+        self
+    }
+    /// Clip length in frames (default 30: one second).
+    pub fn clip(mut self, frames: usize) -> Self {
+        self.clip = frames;
+        self
+    }
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
+    }
+    /// Batches in flight at most (built or being built, not yet taken).
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.prefetch = n;
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// First epoch (its first batch).
+    pub fn epoch(mut self, epoch: u64) -> Self {
+        self.start = LoaderState { epoch, batch: 0 };
+        self
+    }
+    /// Continue exactly where a loader's `state()` was.
+    pub fn resume(mut self, state: LoaderState) -> Self {
+        self.start = state;
+        self
+    }
+    /// Epochs to run from the start epoch (default 1).
+    pub fn epochs(mut self, n: u64) -> Self {
+        self.epochs = n;
+        self
+    }
+    pub fn rank(mut self, rank: usize, world: usize) -> Self {
+        self.rank = rank;
+        self.world = world;
+        self
+    }
+    pub fn video_augment(mut self, a: VideoAugment) -> Self {
+        self.video = a;
+        self
+    }
+    pub fn audio_augment(mut self, a: AudioAugment) -> Self {
+        self.audio = a;
+        self
+    }
+    pub fn drop_last(mut self, yes: bool) -> Self {
+        self.drop_last = yes;
+        self
+    }
+    /// Minimum distance between a record's time shifts, frames.
+    pub fn min_gap(mut self, frames: usize) -> Self {
+        self.min_gap = frames;
+        self
+    }
+    /// Fail the batch on a damaged record instead of skipping it.
+    pub fn strict(mut self, yes: bool) -> Self {
+        self.strict = yes;
+        self
+    }
+    /// Also produce normalised f32 video (mean 0.45, std 0.225).
+    pub fn normalised_video(mut self, yes: bool) -> Self {
+        self.normalised = yes;
+        self
+    }
+
+    pub fn build(self) -> Result<Loader, LoadError> {
+        let bad = |m: &str| Err(LoadError::Config(m.to_string()));
+        if self.batch_size == 0
+            || self.shifts == 0
+            || self.clip == 0
+            || self.threads == 0
+            || self.prefetch == 0
+        {
+            return bad("batch size, shifts, clip, threads and prefetch must be at least 1");
+        }
+        if self.world == 0 || self.rank >= self.world {
+            return bad("rank must be below world");
+        }
+        let ds = Dataset::open(&self.dataset)?;
+        let p = &ds.manifest.params;
+        let shape = BatchShape {
+            views: self.shifts * if self.reversal { 2 } else { 1 },
+            clip: self.clip,
+            crop: self.video.crop as usize,
+            mels: p.mels as usize,
+            // Spectrogram frames covering one clip's audio (99 for one second).
+            audio_frames: {
+                let samples = (self.clip as f64 / p.fps as f64 * p.sample_rate as f64).round() as usize;
+                let (w, h) = (p.window_samples as usize, p.hop_samples as usize);
+                if samples <= w {
+                    1
+                } else {
+                    1 + (samples - w).div_ceil(h)
+                }
+            },
+        };
+        if self.video.crop > p.short_side {
+            return bad("crop is larger than the stored short side");
+        }
+        // Labels once, up front: the hot path never parses metadata.
+        let mut labels = Vec::with_capacity(ds.len());
+        for s in &ds.shards {
+            for r in 0..s.len() {
+                labels.push(s.record(r)?.meta().ok().and_then(|m| m.label_index));
+            }
+        }
+        let plan = EpochPlan::new(
+            ds.len(),
+            self.seed,
+            self.start.epoch,
+            self.rank,
+            self.world,
+            self.batch_size,
+            self.drop_last,
+        );
+        let per_epoch = plan.batches as u64;
+        if per_epoch == 0 {
+            return bad("the dataset has fewer records per rank than one batch");
+        }
+        if self.start.batch as u64 > per_epoch {
+            return bad("resume point is past the end of its epoch");
+        }
+        let total = self.epochs * per_epoch - self.start.batch as u64;
+        let window = self.prefetch.max(self.threads);
+        let shared = Arc::new(Shared {
+            ds,
+            labels,
+            cfg: self,
+            shape,
+            per_epoch,
+            total,
+            window: window as u64,
+            next_claim: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            pool: Pool::new(window + 4),
+            skipped: Mutex::new(Vec::new()),
+        });
+        let (tx, rx) = bounded(window);
+        let workers = (0..shared.cfg.threads)
+            .map(|i| {
+                let (shared, tx) = (shared.clone(), tx.clone());
+                std::thread::Builder::new()
+                    .name(format!("gdt-loader-{i}"))
+                    .spawn(move || worker(&shared, tx))
+                    .map_err(|e| LoadError::Worker(format!("starting a worker: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Loader {
+            shared,
+            rx: Some(rx),
+            ring: (0..window).map(|_| None).collect(),
+            next: 0,
+            workers,
+        })
+    }
+}
+
+struct Shared {
+    ds: Dataset,
+    labels: Vec<Option<u32>>,
+    cfg: LoaderBuilder,
+    shape: BatchShape,
+    per_epoch: u64,
+    total: u64,
+    window: u64,
+    next_claim: AtomicU64,
+    delivered: AtomicU64,
+    stop: AtomicBool,
+    pool: Arc<Pool>,
+    skipped: Mutex<Vec<Skipped>>,
+}
+
+impl Shared {
+    /// (epoch, batch) of the n-th batch this loader yields.
+    fn position(&self, seq: u64) -> LoaderState {
+        let abs = self.cfg.start.batch as u64 + seq;
+        LoaderState {
+            epoch: self.cfg.start.epoch + abs / self.per_epoch,
+            batch: (abs % self.per_epoch) as usize,
+        }
+    }
+}
+
+type Item = (u64, Result<Batch, LoadError>);
+
+pub struct Loader {
+    shared: Arc<Shared>,
+    rx: Option<Receiver<Item>>,
+    ring: Vec<Option<Result<Batch, LoadError>>>,
+    next: u64,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Loader {
+    /// The next batch this loader would yield; a loader built with `resume(state)` yields
+    /// exactly the batches this one would have yielded from here on.
+    pub fn state(&self) -> LoaderState {
+        self.shared.position(self.next)
+    }
+
+    pub fn shape(&self) -> BatchShape {
+        self.shared.shape
+    }
+
+    /// Batches per epoch for this rank.
+    pub fn batches_per_epoch(&self) -> usize {
+        self.shared.per_epoch as usize
+    }
+
+    /// Records left out so far because they could not be read (skip mode).
+    pub fn skipped(&self) -> Vec<Skipped> {
+        self.shared.skipped.lock().expect("skip list").clone()
+    }
+
+    pub fn dataset(&self) -> &Dataset {
+        &self.shared.ds
+    }
+}
+
+impl Iterator for Loader {
+    type Item = Result<Batch, LoadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.shared.total {
+            return None;
+        }
+        let w = self.ring.len() as u64;
+        loop {
+            if let Some(item) = self.ring[(self.next % w) as usize].take() {
+                self.next += 1;
+                self.shared.delivered.store(self.next, Ordering::Release);
+                return Some(item);
+            }
+            match self.rx.as_ref().expect("receiver lives until drop").recv() {
+                Ok((seq, item)) => self.ring[(seq % w) as usize] = Some(item),
+                Err(_) => {
+                    self.next = self.shared.total;
+                    return Some(Err(LoadError::Worker("every worker stopped".into())));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        // Dropping the receiver unblocks any worker waiting to send.
+        self.rx.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Per-worker buffers, reused for every record.
+struct Scratch {
+    decoder: ChunkDecoder,
+    frames: Vec<u8>,
+    spec: Vec<f32>,
+    resize: ResizeScratch,
+    starts: Vec<usize>,
+    plan: Option<(u64, EpochPlan)>,
+}
+
+fn worker(shared: &Shared, tx: crossbeam::channel::Sender<Item>) {
+    let mut scratch = match ChunkDecoder::new() {
+        Ok(decoder) => Scratch {
+            decoder,
+            frames: Vec::new(),
+            spec: Vec::new(),
+            resize: ResizeScratch::default(),
+            starts: vec![0; shared.cfg.shifts],
+            plan: None,
+        },
+        Err(e) => {
+            let _ = tx.send((0, Err(LoadError::Worker(format!("zstd context: {e}")))));
+            return;
+        }
+    };
+    loop {
+        let seq = shared.next_claim.fetch_add(1, Ordering::AcqRel);
+        if seq >= shared.total {
+            return;
+        }
+        // Backpressure: never more than `window` batches ahead of the consumer.
+        while seq >= shared.delivered.load(Ordering::Acquire) + shared.window {
+            if shared.stop.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::park_timeout(Duration::from_micros(200));
+        }
+        if shared.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            build_batch(shared, seq, &mut scratch)
+        }))
+        .unwrap_or_else(|panic| {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned());
+            Err(LoadError::Worker(format!(
+                "panicked: {}",
+                msg.unwrap_or_default()
+            )))
+        });
+        if tx.send((seq, result)).is_err() {
+            return;
+        }
+    }
+}
+
+fn build_batch(shared: &Shared, seq: u64, s: &mut Scratch) -> Result<Batch, LoadError> {
+    let cfg = &shared.cfg;
+    let LoaderState { epoch, batch: index } = shared.position(seq);
+    if s.plan.as_ref().is_none_or(|(e, _)| *e != epoch) {
+        let n = shared.ds.len();
+        s.plan = Some((
+            epoch,
+            EpochPlan::new(
+                n,
+                cfg.seed,
+                epoch,
+                cfg.rank,
+                cfg.world,
+                cfg.batch_size,
+                cfg.drop_last,
+            ),
+        ));
+    }
+    let mut batch = Batch::take(&shared.pool, epoch, index, shared.shape, cfg.normalised);
+    let plan = &s.plan.as_ref().expect("set above").1;
+    let records = plan.batch(index).len();
+    for i in 0..records {
+        let record = s.plan.as_ref().expect("set above").1.batch(index)[i];
+        let before = (batch.video.len(), batch.audio.len(), batch.views.len());
+        match add_record(shared, epoch, record, s, &mut batch) {
+            Ok(()) => batch.records += 1,
+            Err(e) if !cfg.strict && matches!(e, LoadError::Record { .. } | LoadError::Format(_)) => {
+                batch.video.truncate(before.0);
+                batch.audio.truncate(before.1);
+                batch.views.truncate(before.2);
+                shared.skipped.lock().expect("skip list").push(Skipped {
+                    epoch,
+                    batch: index,
+                    error: e.to_string(),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(out) = batch.video_f32.as_mut() {
+        out.clear();
+        out.extend(batch.video.iter().map(|&v| (v as f32 / 255.0 - 0.45) / 0.225));
+    }
+    Ok(batch)
+}
+
+fn add_record(
+    shared: &Shared,
+    epoch: u64,
+    record: u32,
+    s: &mut Scratch,
+    batch: &mut Batch,
+) -> Result<(), LoadError> {
+    let cfg = &shared.cfg;
+    let shape = shared.shape;
+    let (si, ri) = shared
+        .ds
+        .locate(record as usize)
+        .expect("plans hold valid record numbers");
+    let shard = &shared.ds.shards[si];
+    let err = |what: String| LoadError::Record {
+        shard: shard.path().to_path_buf(),
+        record: ri,
+        global: record,
+        what,
+    };
+    let view = shard.record(ri)?;
+    let e = *view.entry();
+    if (e.frames as usize) < cfg.clip {
+        return Err(err(format!(
+            "{} frames cannot hold a {}-frame clip",
+            e.frames, cfg.clip
+        )));
+    }
+    view.spectrogram_into(&mut s.decoder, &mut s.spec)?;
+    let params = shard.params();
+    let spec_per_frame = params.spectrogram_rate() / params.fps as f64;
+    time_shifts(
+        &mut draw_stream(cfg.seed, epoch, record as u64, SHIFT_STREAM),
+        e.frames as usize,
+        cfg.clip,
+        cfg.shifts,
+        cfg.min_gap,
+        &mut s.starts,
+    );
+    let (vpv, apv) = (shape.video_per_view(), shape.audio_per_view());
+    for k in 0..cfg.shifts {
+        let start = s.starts[k];
+        view.read_frames(&mut s.decoder, start, cfg.clip, &mut s.frames)?;
+        let audio_start = (start as f64 * spec_per_frame).round() as usize;
+        if audio_start + shape.audio_frames > e.spec_frames as usize {
+            return Err(err(format!(
+                "spectrogram has {} frames, the clip at frame {start} needs {}..{}",
+                e.spec_frames,
+                audio_start,
+                audio_start + shape.audio_frames
+            )));
+        }
+        for reversed in [false, true].into_iter().take(if cfg.reversal { 2 } else { 1 }) {
+            let v = (k * if cfg.reversal { 2 } else { 1 } + reversed as usize) as u64;
+            let mut rng = draw_stream(cfg.seed, epoch, record as u64, v);
+            let vd = cfg.video.draw(&mut rng, e.width, e.height);
+            let ad = cfg.audio.draw(&mut rng, e.mels, shape.audio_frames as u32);
+            let at = batch.video.len();
+            batch.video.resize(at + vpv, 0);
+            crop_resize(
+                &s.frames,
+                view.shape(),
+                cfg.video.crop,
+                &vd,
+                reversed,
+                &mut s.resize,
+                &mut batch.video[at..],
+            );
+            let at = batch.audio.len();
+            batch.audio.resize(at + apv, 0.0);
+            cfg.audio.apply(
+                &s.spec,
+                e.spec_frames as usize,
+                e.mels as usize,
+                audio_start,
+                shape.audio_frames,
+                reversed,
+                &ad,
+                &mut batch.audio[at..],
+            );
+            batch.views.push(ViewMeta {
+                record,
+                label: shared.labels[record as usize],
+                shift: k as u8,
+                start_frame: start as u32,
+                audio_start: audio_start as u32,
+                reversed,
+                video: vd,
+                audio: ad,
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! Which records, which time shifts: GDT's hierarchical batch, reproducibly.
+//!
+//! Every random draw comes from a stream keyed by `(seed, epoch, record, view)` (see
+//! [`draw_stream`]), never from a shared generator, so a batch is the same whatever thread
+//! builds it and in whatever order workers finish.
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Marks the stream that shuffles an epoch, as opposed to a record's own draws.
+const EPOCH_STREAM: u64 = u64::MAX;
+
+/// The random stream for one key. Counter-based in effect: the key is hashed into the seed
+/// of an independent ChaCha8 stream, so any draw can be reproduced from its key alone.
+pub fn draw_stream(seed: u64, epoch: u64, record: u64, view: u64) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    for (i, v) in [seed, epoch, record, view].iter().enumerate() {
+        key[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    ChaCha8Rng::seed_from_u64(xxh3_64(&key))
+}
+
+/// One epoch as one rank sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EpochPlan {
+    /// This rank's records, in the order they are batched.
+    pub records: Vec<u32>,
+    pub batch_size: usize,
+    pub batches: usize,
+}
+
+impl EpochPlan {
+    /// Shuffles `n` records for `epoch` and gives `rank` its slice. Every rank gets the same
+    /// number of records (`n / world`, the remainder is left out for this epoch) and so the
+    /// same number of batches: no rank waits for another at the end of an epoch.
+    pub fn new(
+        n: usize,
+        seed: u64,
+        epoch: u64,
+        rank: usize,
+        world: usize,
+        batch_size: usize,
+        drop_last: bool,
+    ) -> EpochPlan {
+        assert!(world >= 1 && rank < world && batch_size >= 1);
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.shuffle(&mut draw_stream(seed, epoch, EPOCH_STREAM, 0));
+        let per_rank = n / world;
+        let records = order[rank * per_rank..(rank + 1) * per_rank].to_vec();
+        let batches = if drop_last {
+            per_rank / batch_size
+        } else {
+            per_rank.div_ceil(batch_size)
+        };
+        EpochPlan {
+            records,
+            batch_size,
+            batches,
+        }
+    }
+
+    /// The records of batch `b` (the last may be short unless `drop_last`).
+    pub fn batch(&self, b: usize) -> &[u32] {
+        let start = b * self.batch_size;
+        &self.records[start..(start + self.batch_size).min(self.records.len())]
+    }
+}
+
+/// Start frames of a record's `k` time shifts, uniform over the frames where a whole clip
+/// fits. With `min_gap`, shifts are redrawn (a bounded number of times) until they are at
+/// least that many frames apart; a record too short for the gap keeps its last draw.
+pub fn time_shifts(
+    rng: &mut ChaCha8Rng,
+    frames: usize,
+    clip: usize,
+    k: usize,
+    min_gap: usize,
+    out: &mut [usize],
+) {
+    debug_assert!(frames >= clip && out.len() == k);
+    let last_start = frames - clip;
+    for attempt in 0..32 {
+        for s in out.iter_mut() {
+            *s = rng.random_range(0..=last_start);
+        }
+        let spaced = min_gap == 0
+            || out
+                .iter()
+                .enumerate()
+                .all(|(i, a)| out[i + 1..].iter().all(|b| a.abs_diff(*b) >= min_gap));
+        if spaced || attempt == 31 {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_get_disjoint_equal_slices_that_cover_the_epoch() {
+        let n = 103;
+        for world in [1usize, 2, 3, 4] {
+            let plans: Vec<EpochPlan> = (0..world)
+                .map(|r| EpochPlan::new(n, 7, 3, r, world, 8, false))
+                .collect();
+            let mut all: Vec<u32> = plans.iter().flat_map(|p| p.records.clone()).collect();
+            let before = all.len();
+            all.sort();
+            all.dedup();
+            assert_eq!(all.len(), before, "slices overlap for world {world}");
+            assert_eq!(before, n / world * world);
+            assert!(plans
+                .iter()
+                .all(|p| p.batches == plans[0].batches && p.records.len() == n / world));
+        }
+        let a = EpochPlan::new(n, 7, 3, 0, 1, 8, true);
+        assert_eq!(a.batches, 12);
+        assert_ne!(
+            a.records,
+            EpochPlan::new(n, 7, 4, 0, 1, 8, true).records,
+            "epochs reshuffle"
+        );
+        assert_eq!(a, EpochPlan::new(n, 7, 3, 0, 1, 8, true), "same key, same order");
+    }
+
+    #[test]
+    fn shifts_fit_the_record_and_respect_the_gap() {
+        let mut out = [0usize; 2];
+        for r in 0..200 {
+            time_shifts(&mut draw_stream(1, 0, r, 0), 300, 30, 2, 60, &mut out);
+            assert!(out.iter().all(|&s| s <= 270));
+            assert!(out[0].abs_diff(out[1]) >= 60);
+        }
+        // A record of exactly one clip has one possible start.
+        time_shifts(&mut draw_stream(1, 0, 0, 0), 30, 30, 2, 0, &mut out);
+        assert_eq!(out, [0, 0]);
+    }
+}
