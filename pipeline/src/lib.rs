@@ -14,6 +14,8 @@
 //! ```
 
 pub mod augment;
+#[cfg(feature = "ffmpeg")]
+pub mod baseline;
 pub mod batch;
 #[cfg(feature = "ffmpeg")]
 pub mod decode;

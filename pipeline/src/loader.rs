@@ -62,6 +62,29 @@ pub struct LoaderState {
     pub batch: usize,
 }
 
+/// Where the loader's time goes, summed over workers (nanoseconds) and, for `wait`, over
+/// the consumer's blocking. `gdt bench load` reports these as a split.
+#[derive(Debug, Default)]
+pub struct LoaderStats {
+    /// Reading and decompressing chunks and spectrograms (checksums included).
+    pub read_ns: AtomicU64,
+    /// Crop, scale, flip and colour jitter.
+    pub video_ns: AtomicU64,
+    /// Spectrogram slice, volume, masks and normalisation.
+    pub audio_ns: AtomicU64,
+    /// The consumer waiting for a batch that was not ready.
+    pub wait_ns: AtomicU64,
+}
+
+/// A snapshot of [`LoaderStats`], seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct StageSeconds {
+    pub read: f64,
+    pub video: f64,
+    pub audio: f64,
+    pub wait: f64,
+}
+
 /// A record left out of a batch because it could not be read (skip mode).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Skipped {
@@ -90,6 +113,7 @@ pub struct LoaderBuilder {
     min_gap: usize,
     strict: bool,
     normalised: bool,
+    floor: bool,
 }
 
 impl LoaderBuilder {
@@ -113,6 +137,7 @@ impl LoaderBuilder {
             min_gap: 0,
             strict: false,
             normalised: false,
+            floor: false,
         }
     }
 
@@ -185,6 +210,12 @@ impl LoaderBuilder {
     /// Fail the batch on a damaged record instead of skipping it.
     pub fn strict(mut self, yes: bool) -> Self {
         self.strict = yes;
+        self
+    }
+    /// Benchmark floor: read and decompress the same chunks and fill the same output bytes
+    /// by plain copies, with no augmentation logic. Batches are not meaningful data.
+    pub fn floor(mut self, yes: bool) -> Self {
+        self.floor = yes;
         self
     }
     /// Also produce normalised f32 video (mean 0.45, std 0.225).
@@ -265,6 +296,7 @@ impl LoaderBuilder {
             stop: AtomicBool::new(false),
             pool: Pool::new(window + 4),
             skipped: Mutex::new(Vec::new()),
+            stats: LoaderStats::default(),
         });
         let (tx, rx) = bounded(window);
         let workers = (0..shared.cfg.threads)
@@ -299,6 +331,7 @@ struct Shared {
     stop: AtomicBool,
     pool: Arc<Pool>,
     skipped: Mutex<Vec<Skipped>>,
+    stats: LoaderStats,
 }
 
 impl Shared {
@@ -346,6 +379,18 @@ impl Loader {
     pub fn dataset(&self) -> &Dataset {
         &self.shared.ds
     }
+
+    /// Time spent per stage so far.
+    pub fn stage_seconds(&self) -> StageSeconds {
+        let st = &self.shared.stats;
+        let s = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 * 1e-9;
+        StageSeconds {
+            read: s(&st.read_ns),
+            video: s(&st.video_ns),
+            audio: s(&st.audio_ns),
+            wait: s(&st.wait_ns),
+        }
+    }
 }
 
 impl Iterator for Loader {
@@ -362,7 +407,13 @@ impl Iterator for Loader {
                 self.shared.delivered.store(self.next, Ordering::Release);
                 return Some(item);
             }
-            match self.rx.as_ref().expect("receiver lives until drop").recv() {
+            let waited = std::time::Instant::now();
+            let got = self.rx.as_ref().expect("receiver lives until drop").recv();
+            self.shared
+                .stats
+                .wait_ns
+                .fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            match got {
                 Ok((seq, item)) => self.ring[(seq % w) as usize] = Some(item),
                 Err(_) => {
                     self.next = self.shared.total;
@@ -517,7 +568,12 @@ fn add_record(
             e.frames, cfg.clip
         )));
     }
+    let stats = &shared.stats;
+    let clock = std::time::Instant::now();
     view.spectrogram_into(&mut s.decoder, &mut s.spec)?;
+    stats
+        .read_ns
+        .fetch_add(clock.elapsed().as_nanos() as u64, Ordering::Relaxed);
     let params = shard.params();
     let spec_per_frame = params.spectrogram_rate() / params.fps as f64;
     time_shifts(
@@ -531,7 +587,11 @@ fn add_record(
     let (vpv, apv) = (shape.video_per_view(), shape.audio_per_view());
     for k in 0..cfg.shifts {
         let start = s.starts[k];
+        let clock = std::time::Instant::now();
         view.read_frames(&mut s.decoder, start, cfg.clip, &mut s.frames)?;
+        stats
+            .read_ns
+            .fetch_add(clock.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let audio_start = (start as f64 * spec_per_frame).round() as usize;
         if audio_start + shape.audio_frames > e.spec_frames as usize {
             return Err(err(format!(
@@ -546,29 +606,50 @@ fn add_record(
             let mut rng = draw_stream(cfg.seed, epoch, record as u64, v);
             let vd = cfg.video.draw(&mut rng, e.width, e.height);
             let ad = cfg.audio.draw(&mut rng, e.mels, shape.audio_frames as u32);
+            let clock = std::time::Instant::now();
             let at = batch.video.len();
             batch.video.resize(at + vpv, 0);
-            crop_resize(
-                &s.frames,
-                view.shape(),
-                cfg.video.crop,
-                &vd,
-                reversed,
-                &mut s.resize,
-                &mut batch.video[at..],
-            );
+            if cfg.floor {
+                // The same bytes out, copied from the decoded clip, nothing computed.
+                let n = vpv.min(s.frames.len());
+                batch.video[at..at + n].copy_from_slice(&s.frames[..n]);
+            } else {
+                crop_resize(
+                    &s.frames,
+                    view.shape(),
+                    cfg.video.crop,
+                    &vd,
+                    reversed,
+                    &mut s.resize,
+                    &mut batch.video[at..],
+                );
+            }
+            let clock = {
+                stats
+                    .video_ns
+                    .fetch_add(clock.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                std::time::Instant::now()
+            };
             let at = batch.audio.len();
             batch.audio.resize(at + apv, 0.0);
-            cfg.audio.apply(
-                &s.spec,
-                e.spec_frames as usize,
-                e.mels as usize,
-                audio_start,
-                shape.audio_frames,
-                reversed,
-                &ad,
-                &mut batch.audio[at..],
-            );
+            if cfg.floor {
+                let from = audio_start * e.mels as usize;
+                batch.audio[at..at + apv].copy_from_slice(&s.spec[from..from + apv]);
+            } else {
+                cfg.audio.apply(
+                    &s.spec,
+                    e.spec_frames as usize,
+                    e.mels as usize,
+                    audio_start,
+                    shape.audio_frames,
+                    reversed,
+                    &ad,
+                    &mut batch.audio[at..],
+                );
+            }
+            stats
+                .audio_ns
+                .fetch_add(clock.elapsed().as_nanos() as u64, Ordering::Relaxed);
             batch.views.push(ViewMeta {
                 record,
                 label: shared.labels[record as usize],

@@ -29,8 +29,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Draw a record's frames above its spectrogram, on one time axis, as a PNG.
     Preview(PreviewArgs),
-    /// [not built yet] Measure loader throughput against on-the-fly decoding.
-    Bench(Unbuilt),
+    /// Benchmarks: `gdt bench load DATASET` measures loader throughput against on-the-fly
+    /// decoding and a decompress-and-copy floor.
+    Bench(BenchArgs),
     /// [not built yet] Train GDT encoders on a packed dataset (CUDA when present).
     Train(Unbuilt),
     /// [not built yet] Retrieval and probe evaluation of a trained checkpoint.
@@ -89,9 +90,14 @@ pub struct SynthArgs {
     /// Replace the synthetic files of an earlier run in OUT.
     #[arg(long)]
     pub force: bool,
-    /// [not built yet] Write straight into the packed record format, without FFmpeg.
+    /// Write a packed dataset into OUT directly (rendered at 30 fps, stored size, 24 kHz;
+    /// no video files, no FFmpeg needed). Frame rates, sample rates and containers are
+    /// then ignored.
     #[arg(long)]
     pub packed: bool,
+    /// With --packed: mel filters (257 or 40).
+    #[arg(long, default_value_t = 257)]
+    pub mels: u32,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +158,46 @@ pub struct PackArgs {
     /// Start over: delete an earlier pack (complete or not) in the output directory.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchWhat {
+    /// Loader throughput: clips/s by thread count, stage split, vs baseline and floor.
+    Load(BenchLoadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchLoadArgs {
+    pub dataset: PathBuf,
+    /// Batches measured per run, after the warm-up.
+    #[arg(long, default_value_t = 40)]
+    pub batches: usize,
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// Records per batch (4 views each).
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Most threads to try; every count from 1 up is measured. Default: all cores.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Records decoded on the fly for the baseline.
+    #[arg(long, default_value_t = 8)]
+    pub baseline_records: usize,
+    /// Where the source videos are (records name them relative to their manifest).
+    /// Default: the directory of the dataset's sources as recorded, if they exist.
+    #[arg(long)]
+    pub sources: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
 //! One module per subcommand. Each returns the process exit status or an error with context.
 
+mod bench;
 mod info;
 mod inspect;
 mod pack;
@@ -20,7 +21,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
         Command::Inspect(args) => inspect::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Preview(args) => preview::run(args),
-        Command::Bench(_) => Ok(not_built("bench", "loader benchmarks")),
+        Command::Bench(args) => bench::run(args),
         Command::Train(_) => Ok(not_built("train", "GDT training")),
         Command::Eval(_) => Ok(not_built("eval", "evaluation")),
     }

@@ -1,0 +1,229 @@
+//! `gdt bench load`: loader throughput by thread count, where the time goes, and two
+//! references measured in the same run on the same data: the on-the-fly FFmpeg baseline
+//! and the decompress-and-copy floor.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use gdt_pipeline::loader::{LoaderBuilder, StageSeconds};
+use serde::Serialize;
+
+use crate::cli::{BenchArgs, BenchLoadArgs, BenchWhat};
+
+pub fn run(args: BenchArgs) -> Result<i32> {
+    match args.what {
+        BenchWhat::Load(a) => load(a),
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct Run {
+    threads: usize,
+    clips_per_s: f64,
+    samples_per_s: f64,
+    mb_per_s: f64,
+    /// Fractions of worker time (read, video, audio) and of the consumer's wall time (wait).
+    stages: StageSeconds,
+}
+
+fn measure(a: &BenchLoadArgs, threads: usize, floor: bool) -> Result<Run> {
+    // Enough epochs for the run even if an epoch is a single batch.
+    let epochs = (a.warmup + a.batches) as u64 + 1;
+    let mut loader = LoaderBuilder::new(&a.dataset)
+        .batch_size(a.batch_size)
+        .threads(threads)
+        .seed(a.seed)
+        .epochs(epochs)
+        .floor(floor)
+        .build()
+        .with_context(|| format!("opening {}", a.dataset.display()))?;
+    for _ in 0..a.warmup {
+        loader.next().context("dataset too small for the warm-up")??;
+    }
+    let before = loader.stage_seconds();
+    let start = Instant::now();
+    let (mut clips, mut samples, mut bytes) = (0usize, 0usize, 0usize);
+    for _ in 0..a.batches {
+        let b = loader.next().context("ran out of batches")??;
+        clips += b.views().len();
+        samples += b.records;
+        bytes += b.video().len() + b.audio().len() * 4;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let after = loader.stage_seconds();
+    let work = (after.read - before.read) + (after.video - before.video) + (after.audio - before.audio);
+    let frac = |x: f64| if work > 0.0 { x / work } else { 0.0 };
+    Ok(Run {
+        threads,
+        clips_per_s: clips as f64 / secs,
+        samples_per_s: samples as f64 / secs,
+        mb_per_s: bytes as f64 / secs / 1e6,
+        stages: StageSeconds {
+            read: frac(after.read - before.read),
+            video: frac(after.video - before.video),
+            audio: frac(after.audio - before.audio),
+            wait: (after.wait - before.wait) / secs,
+        },
+    })
+}
+
+fn load(a: BenchLoadArgs) -> Result<i32> {
+    if a.batches == 0 {
+        bail!("--batches must be at least 1");
+    }
+    let max_threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let runs: Vec<Run> = (1..=max_threads)
+        .map(|t| measure(&a, t, false))
+        .collect::<Result<_>>()?;
+    let best = runs.last().expect("at least one run").clone();
+    let floor = measure(&a, max_threads, true)?;
+    let shape = LoaderBuilder::new(&a.dataset)
+        .batch_size(a.batch_size)
+        .threads(1)
+        .build()?
+        .shape();
+    let baseline = baseline(&a, max_threads, &shape);
+
+    if a.json {
+        let v = serde_json::json!({
+            "clips_per_s": best.clips_per_s,
+            "samples_per_s": best.samples_per_s,
+            "mb_per_s": best.mb_per_s,
+            "threads": best.threads,
+            "stages": best.stages,
+            "scaling": runs,
+            "floor_clips_per_s": floor.clips_per_s,
+            "baseline_clips_per_s": baseline.as_ref().ok(),
+            "baseline_error": baseline.as_ref().err().map(|e| format!("{e:#}")),
+            "batch_size": a.batch_size,
+            "views_per_record": shape.views,
+            "clip": [shape.clip, shape.crop, shape.crop],
+            "audio": [shape.mels, shape.audio_frames],
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    println!(
+        "gdt bench load {}: {} records x {} views per batch ({}x{}x{} video, {}x{} audio), {} batches after {} warm-up",
+        a.dataset.display(),
+        a.batch_size,
+        shape.views,
+        shape.clip,
+        shape.crop,
+        shape.crop,
+        shape.mels,
+        shape.audio_frames,
+        a.batches,
+        a.warmup
+    );
+    println!("threads   clips/s  samples/s     MB/s   read%  video%  audio%  wait%");
+    for r in &runs {
+        println!(
+            "{:>7} {:>9.0} {:>10.0} {:>8.0} {:>7.0} {:>7.0} {:>7.0} {:>6.0}",
+            r.threads,
+            r.clips_per_s,
+            r.samples_per_s,
+            r.mb_per_s,
+            100.0 * r.stages.read,
+            100.0 * r.stages.video,
+            100.0 * r.stages.audio,
+            100.0 * r.stages.wait
+        );
+    }
+    if runs.len() > 1 {
+        println!(
+            "scaling   {} threads = {:.2}x one thread",
+            best.threads,
+            best.clips_per_s / runs[0].clips_per_s
+        );
+    }
+    println!(
+        "floor     {:.0} clips/s (decompress + copy, {} threads): loader at {:.0}% of the floor",
+        floor.clips_per_s,
+        max_threads,
+        100.0 * best.clips_per_s / floor.clips_per_s
+    );
+    match baseline {
+        Ok(b) => println!(
+            "baseline  {b:.0} clips/s (FFmpeg decode per sample, {max_threads} threads): loader {:.1}x faster",
+            best.clips_per_s / b
+        ),
+        Err(e) => println!("baseline  not measured: {e:#}"),
+    }
+    Ok(0)
+}
+
+#[cfg(not(feature = "ffmpeg"))]
+fn baseline(_a: &BenchLoadArgs, _threads: usize, _shape: &gdt_pipeline::batch::BatchShape) -> Result<f64> {
+    bail!("this gdt was built without FFmpeg")
+}
+
+/// Clips per second when every record is decoded from its source file for each sample.
+#[cfg(feature = "ffmpeg")]
+fn baseline(a: &BenchLoadArgs, threads: usize, shape: &gdt_pipeline::batch::BatchShape) -> Result<f64> {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use gdt_formats::dataset::Dataset;
+    use gdt_pipeline::augment::{AudioAugment, VideoAugment};
+    use gdt_pipeline::baseline::views_from_source;
+    use gdt_pipeline::spectrogram::MelSpectrogram;
+
+    let ds = Dataset::open(&a.dataset)?;
+    let params = ds.manifest.params.clone();
+    let mut sources: Vec<PathBuf> = Vec::new();
+    for g in 0..ds.len().min(a.baseline_records.max(1)) {
+        let (s, r) = ds.locate(g).expect("in range");
+        let meta = ds.shards[s].record(r)?.meta()?;
+        let path = match &a.sources {
+            Some(dir) => dir.join(&meta.source),
+            None => PathBuf::from(&meta.source),
+        };
+        if !path.exists() {
+            bail!(
+                "source {} not found (pass --sources DIR, the folder the manifest's paths are relative to)",
+                path.display()
+            );
+        }
+        sources.push(path);
+    }
+    let mels = MelSpectrogram::new(&params);
+    let (video, audio) = (VideoAugment::default(), AudioAugment::default());
+    let next = AtomicUsize::new(0);
+    let clips = AtomicUsize::new(0);
+    let start = Instant::now();
+    let failed: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let (mut v, mut au) = (Vec::new(), Vec::new());
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(path) = sources.get(i) else { break };
+                    match views_from_source(
+                        path,
+                        &params,
+                        &mels,
+                        &video,
+                        &audio,
+                        (a.seed, i as u64),
+                        (shape.views / 2, shape.clip, shape.audio_frames),
+                        (&mut v, &mut au),
+                    ) {
+                        Ok(n) => {
+                            clips.fetch_add(n, Ordering::Relaxed);
+                        }
+                        Err(e) => *failed.lock().expect("lock") = Some(e.to_string()),
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().expect("lock") {
+        bail!("baseline decode failed: {e}");
+    }
+    Ok(clips.into_inner() as f64 / start.elapsed().as_secs_f64())
+}
