@@ -26,5 +26,8 @@ step "gdt verify"
 step "gdt preview: frames above the spectrogram"
 "$GDT" preview "$OUT/dataset" --record 0 -o "$OUT/record0.png"
 
+step "gdt bench load: the loader against on-the-fly decoding and the decompress floor"
+"$GDT" bench load "$OUT/dataset" --sources "$OUT/corpus" --batches 20
+
 printf '\nDemo done: dataset in %s/dataset, preview in %s/record0.png.\n' "$OUT" "$OUT"
-printf 'Loading benchmarks, training and evaluation join this demo as they are built.\n'
+printf 'Training and evaluation join this demo as they are built.\n'
