@@ -2,27 +2,14 @@
 //! crate (so these run in builds without FFmpeg too), and `gdt pack` end to end with FFmpeg.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use gdt_formats::dataset::{DatasetManifest, ShardInfo, Totals};
 use gdt_formats::field::meta::{AudioOrigin, RecordMeta};
 use gdt_formats::params::PackParams;
 use gdt_formats::shard::{EncodedRecord, ShardWriter, FORMAT_VERSION};
 
-fn gdt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gdt"))
-        .args(args)
-        .output()
-        .expect("gdt runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{gdt, text};
 
 /// Two shards of two records each: 40x32 frames, 45 frames, 40 mels.
 fn write_dataset(dir: &Path) {

@@ -1,21 +1,7 @@
 //! `gdt synth --packed` and `gdt bench load`, as a user runs them (no FFmpeg needed).
 
-use std::process::{Command, Output};
-
-fn gdt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gdt"))
-        .args(args)
-        .output()
-        .expect("gdt runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{gdt, text};
 
 #[test]
 fn synth_packed_then_bench_load_reports_throughput_and_references() {

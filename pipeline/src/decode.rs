@@ -135,29 +135,72 @@ pub struct DecodedFrame<'a> {
     pub rgb: &'a [u8],
 }
 
+/// The best stream of one kind, ready to decode.
+pub(crate) struct BestStream<D> {
+    pub index: usize,
+    pub time_base: ff::Rational,
+    /// Average frame rate (video), when the container knows it.
+    pub avg_fps: Option<f64>,
+    pub decoder: D,
+}
+
+/// Finds the best video stream of `ictx` and opens its decoder.
+pub(crate) fn best_video(
+    ictx: &format::context::Input,
+    path: &Path,
+) -> Result<Option<BestStream<ff::decoder::Video>>, DecodeError> {
+    let Some(st) = ictx.streams().best(media::Type::Video) else {
+        return Ok(None);
+    };
+    let ctx = codec::context::Context::from_parameters(st.parameters())
+        .map_err(ff_err(path, "opening the video decoder"))?;
+    let rate = st.avg_frame_rate();
+    Ok(Some(BestStream {
+        index: st.index(),
+        time_base: st.time_base(),
+        avg_fps: (rate.numerator() > 0 && rate.denominator() > 0).then(|| f64::from(rate)),
+        decoder: ctx
+            .decoder()
+            .video()
+            .map_err(ff_err(path, "opening the video decoder"))?,
+    }))
+}
+
+/// Finds the best audio stream of `ictx` and opens its decoder.
+pub(crate) fn best_audio(
+    ictx: &format::context::Input,
+    path: &Path,
+) -> Result<Option<BestStream<ff::decoder::Audio>>, DecodeError> {
+    let Some(st) = ictx.streams().best(media::Type::Audio) else {
+        return Ok(None);
+    };
+    let ctx = codec::context::Context::from_parameters(st.parameters())
+        .map_err(ff_err(path, "opening the audio decoder"))?;
+    Ok(Some(BestStream {
+        index: st.index(),
+        time_base: st.time_base(),
+        avg_fps: None,
+        decoder: ctx
+            .decoder()
+            .audio()
+            .map_err(ff_err(path, "opening the audio decoder"))?,
+    }))
+}
+
 /// Decodes every frame of the best video stream, in presentation order, at its native size.
 /// Returns the number of frames seen.
 pub fn for_each_video_frame(path: &Path, mut f: impl FnMut(DecodedFrame<'_>)) -> Result<usize, DecodeError> {
     ffmpeg_init();
     let mut ictx = format::input(&path).map_err(ff_err(path, "opening the file"))?;
-    let (index, tb, mut dec) = {
-        let st = ictx
-            .streams()
-            .best(media::Type::Video)
-            .ok_or_else(|| DecodeError::NoStream {
-                path: path.to_path_buf(),
-                kind: "video",
-            })?;
-        let ctx = codec::context::Context::from_parameters(st.parameters())
-            .map_err(ff_err(path, "opening the video decoder"))?;
-        (
-            st.index(),
-            st.time_base(),
-            ctx.decoder()
-                .video()
-                .map_err(ff_err(path, "opening the video decoder"))?,
-        )
-    };
+    let BestStream {
+        index,
+        time_base: tb,
+        decoder: mut dec,
+        ..
+    } = best_video(&ictx, path)?.ok_or_else(|| DecodeError::NoStream {
+        path: path.to_path_buf(),
+        kind: "video",
+    })?;
     let mut decoded = frame::Video::empty();
     let mut rgb = frame::Video::empty();
     let mut scaler: Option<software::scaling::Context> = None;
@@ -236,24 +279,15 @@ pub struct DecodedAudio {
 pub fn decode_audio_mono(path: &Path) -> Result<DecodedAudio, DecodeError> {
     ffmpeg_init();
     let mut ictx = format::input(&path).map_err(ff_err(path, "opening the file"))?;
-    let (index, tb, mut dec) = {
-        let st = ictx
-            .streams()
-            .best(media::Type::Audio)
-            .ok_or_else(|| DecodeError::NoStream {
-                path: path.to_path_buf(),
-                kind: "audio",
-            })?;
-        let ctx = codec::context::Context::from_parameters(st.parameters())
-            .map_err(ff_err(path, "opening the audio decoder"))?;
-        (
-            st.index(),
-            st.time_base(),
-            ctx.decoder()
-                .audio()
-                .map_err(ff_err(path, "opening the audio decoder"))?,
-        )
-    };
+    let BestStream {
+        index,
+        time_base: tb,
+        decoder: mut dec,
+        ..
+    } = best_audio(&ictx, path)?.ok_or_else(|| DecodeError::NoStream {
+        path: path.to_path_buf(),
+        kind: "audio",
+    })?;
     let mut out = DecodedAudio {
         sample_rate: dec.rate(),
         channels: dec.channels(),

@@ -12,11 +12,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ff::format::Pixel;
-use ff::{codec, format, frame, media, software};
+use ff::{format, frame, software};
 use ffmpeg_next as ff;
 use gdt_formats::params::PackParams;
 
-use crate::decode::{downmix_into, DecodeError};
+use crate::decode::{best_audio, best_video, downmix_into, BestStream, DecodeError};
 use crate::ffmpeg_init;
 use crate::resample::resample_mono;
 
@@ -103,39 +103,16 @@ pub fn decode_windows(
         }
     })?;
 
-    let (vidx, vtb, avg_fps, mut vdec) = {
-        let st = ictx
-            .streams()
-            .best(media::Type::Video)
-            .ok_or_else(|| DecodeError::NoStream {
-                path: path.to_path_buf(),
-                kind: "video",
-            })?;
-        let ctx = codec::context::Context::from_parameters(st.parameters())
-            .map_err(ff_err("opening the video decoder"))?;
-        let rate = st.avg_frame_rate();
-        let fps = (rate.numerator() > 0 && rate.denominator() > 0).then(|| f64::from(rate));
-        (
-            st.index(),
-            st.time_base(),
-            fps,
-            ctx.decoder()
-                .video()
-                .map_err(ff_err("opening the video decoder"))?,
-        )
-    };
-    let mut audio_stream = match ictx.streams().best(media::Type::Audio) {
-        Some(st) => {
-            let ctx = codec::context::Context::from_parameters(st.parameters())
-                .map_err(ff_err("opening the audio decoder"))?;
-            let dec = ctx
-                .decoder()
-                .audio()
-                .map_err(ff_err("opening the audio decoder"))?;
-            Some((st.index(), st.time_base(), dec))
-        }
-        None => None,
-    };
+    let BestStream {
+        index: vidx,
+        time_base: vtb,
+        avg_fps,
+        decoder: mut vdec,
+    } = best_video(&ictx, path)?.ok_or_else(|| DecodeError::NoStream {
+        path: path.to_path_buf(),
+        kind: "video",
+    })?;
+    let mut audio_stream = best_audio(&ictx, path)?.map(|a| (a.index, a.time_base, a.decoder));
     let (w, h) = (vdec.width(), vdec.height());
     if w == 0 || h == 0 {
         return Err(DecodeError::Invalid {
