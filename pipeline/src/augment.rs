@@ -124,6 +124,8 @@ fn taps(out: &mut Vec<Tap>, n: u32, start: f32, len: f32, src_len: u32, reverse:
 pub struct ResizeScratch {
     xs: Vec<Tap>,
     ys: Vec<Tap>,
+    /// One source row span blended vertically (x256 fixed point).
+    blended: Vec<u16>,
 }
 
 /// Writes one view: `frames` are planar RGB frames of `shape` (as stored, in time order);
@@ -147,19 +149,33 @@ pub fn crop_resize(
     let [bx, by, bw, bh] = draw.crop_box;
     taps(&mut scratch.xs, crop, bx, bw, width, draw.flip);
     taps(&mut scratch.ys, crop, by, bh, height, false);
+    // Vertical blend first, over the contiguous span of source columns the crop reads
+    // (vectorises), then two horizontal taps per output pixel. The same sum of four
+    // weighted pixels as a direct bilinear, so the result is identical, in about half the
+    // scattered reads.
+    let x_lo = scratch.xs.iter().map(|t| t.i0).min().unwrap_or(0) as usize;
+    let x_hi = scratch.xs.iter().map(|t| t.i1).max().unwrap_or(0) as usize;
+    scratch.blended.resize(x_hi - x_lo + 1, 0);
     for c in 0..3 {
         for k in 0..t {
             let src_t = if reverse { t - 1 - k } else { k };
             let src = &frames[(src_t * 3 + c) * plane..(src_t * 3 + c + 1) * plane];
             let dst = &mut out[(c * t + k) * c2..(c * t + k + 1) * c2];
             for (oy, ty) in scratch.ys.iter().enumerate() {
-                let r0 = &src[(ty.i0 * width) as usize..((ty.i0 + 1) * width) as usize];
-                let r1 = &src[(ty.i1 * width) as usize..((ty.i1 + 1) * width) as usize];
+                let w = width as usize;
+                let r0 = &src[ty.i0 as usize * w + x_lo..=ty.i0 as usize * w + x_hi];
+                let r1 = &src[ty.i1 as usize * w + x_lo..=ty.i1 as usize * w + x_hi];
+                let (w0, w1) = (256 - ty.w, ty.w);
+                for ((b, &a0), &a1) in scratch.blended.iter_mut().zip(r0).zip(r1) {
+                    *b = (a0 as u32 * w0 + a1 as u32 * w1) as u16;
+                }
                 let row = &mut dst[oy * crop as usize..(oy + 1) * crop as usize];
                 for (o, tx) in row.iter_mut().zip(&scratch.xs) {
-                    let top = r0[tx.i0 as usize] as u32 * (256 - tx.w) + r0[tx.i1 as usize] as u32 * tx.w;
-                    let bot = r1[tx.i0 as usize] as u32 * (256 - tx.w) + r1[tx.i1 as usize] as u32 * tx.w;
-                    *o = ((top * (256 - ty.w) + bot * ty.w + (1 << 15)) >> 16) as u8;
+                    let (l, r) = (
+                        scratch.blended[tx.i0 as usize - x_lo] as u32,
+                        scratch.blended[tx.i1 as usize - x_lo] as u32,
+                    );
+                    *o = ((l * (256 - tx.w) + r * tx.w + (1 << 15)) >> 16) as u8;
                 }
             }
         }
