@@ -398,6 +398,64 @@ mod tests {
         }
     }
 
+    /// Direct 4-tap bilinear at the same sample positions, written the obvious way.
+    fn reference_pixel(src: &[u8], w: usize, h: usize, fx: f32, fy: f32) -> u8 {
+        let (x, y) = (fx.clamp(0.0, (w - 1) as f32), fy.clamp(0.0, (h - 1) as f32));
+        let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+        let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+        let (wx, wy) = (
+            ((x - x0 as f32) * 256.0).round() as u32,
+            ((y - y0 as f32) * 256.0).round() as u32,
+        );
+        let p = |xx: usize, yy: usize| src[yy * w + xx] as u32;
+        let top = p(x0, y0) * (256 - wx) + p(x1, y0) * wx;
+        let bot = p(x0, y1) * (256 - wx) + p(x1, y1) * wx;
+        ((top * (256 - wy) + bot * wy + (1 << 15)) >> 16) as u8
+    }
+
+    #[test]
+    fn resample_equals_a_direct_bilinear_for_random_draws() {
+        let (w, h) = (171u32, 128u32);
+        let f = frames(2, w, h);
+        let aug = VideoAugment::default();
+        let mut s = ResizeScratch::default();
+        let mut out = vec![0u8; 3 * 2 * 112 * 112];
+        for r in 0..20 {
+            let d = aug.draw(&mut draw_stream(8, 0, r, 0), w, h);
+            crop_resize(
+                &f,
+                FrameShape { width: w, height: h },
+                112,
+                &d,
+                false,
+                &mut s,
+                &mut out,
+            );
+            let [bx, by, bw, bh] = d.crop_box;
+            let plane = (w * h) as usize;
+            for c in 0..3 {
+                for k in 0..2 {
+                    let src = &f[(k * 3 + c) * plane..(k * 3 + c + 1) * plane];
+                    for oy in 0..112 {
+                        for ox in 0..112 {
+                            let sx = if d.flip { 111 - ox } else { ox };
+                            // Same float operations as the sampler, so rounding agrees.
+                            let (step_x, step_y) = (bw / 112.0, bh / 112.0);
+                            let fx = bx + (sx as f32 + 0.5) * step_x - 0.5;
+                            let fy = by + (oy as f32 + 0.5) * step_y - 0.5;
+                            let want = reference_pixel(src, w as usize, h as usize, fx, fy);
+                            assert_eq!(
+                                out[((c * 2 + k) * 112 + oy) * 112 + ox],
+                                want,
+                                "draw {r} c {c} t {k} ({ox}, {oy})"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn draws_stay_inside_the_frame_and_cover_the_scale_range() {
         let aug = VideoAugment::default();
