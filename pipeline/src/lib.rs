@@ -1,10 +1,14 @@
 //! gdt's data pipeline: everything between a video file and a ready batch, without torch.
 //!
+//! - Packing (feature `ffmpeg`): `decode` (probe, raw decode), `window` (a source as aligned
+//!   windows at 30 fps and 24 kHz), `pack` (the parallel, resumable packer).
+//! - Audio features: [`resample`] (rubato), [`spectrogram`] (the reference log-mel).
+//! - Loading: [`sampler`] (epoch order, ranks, time shifts), [`augment`], [`batch`],
+//!   [`loader`]; `baseline` (feature `ffmpeg`) is the on-the-fly reference for benchmarks.
 //! - [`synth`]: the synthetic audio-visual corpus (scenes, plans; container files with the
-//!   `ffmpeg` feature).
-//! - `decode` (feature `ffmpeg`): probing and decoding real files.
+//!   `ffmpeg` feature, or straight into packed form).
 //!
-//! The packer and the loader arrive with the record format; see ARCHITECTURE.md.
+//! See ARCHITECTURE.md for the data flow.
 //!
 //! ```
 //! use gdt_pipeline::synth::{plan, CorpusConfig, Scene};
