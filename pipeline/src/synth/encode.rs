@@ -241,6 +241,18 @@ fn encode(
         times.len() as i64
     };
     frame_ticks.push(end_ticks.max(frame_ticks.last().map_or(0, |t| t + 1)));
+    let video_route = Route {
+        stream: video_index,
+        from: video_tb,
+        to: video_stream_tb,
+        frame_ticks: &frame_ticks,
+    };
+    let audio_route = audio_stream.map(|(stream, to)| Route {
+        stream,
+        from: audio_tb,
+        to,
+        frame_ticks: &[],
+    });
     let (mut next_frame, mut next_sample) = (0usize, 0usize);
     let mut packet = Packet::empty();
 
@@ -260,16 +272,7 @@ fn encode(
             scaler.run(&rgb, &mut yuv).map_err(err("converting a frame"))?;
             yuv.set_pts(Some(frame_ticks[next_frame]));
             venc.send_frame(&yuv).map_err(err("encoding a frame"))?;
-            drain(
-                &mut venc,
-                &mut packet,
-                video_index,
-                video_tb,
-                video_stream_tb,
-                &mut octx,
-                &frame_ticks,
-            )
-            .map_err(err("writing video"))?;
+            drain(&mut venc, &mut packet, &video_route, &mut octx).map_err(err("writing video"))?;
             next_frame += 1;
         } else {
             let n = chunk.min(total_samples - next_sample);
@@ -279,71 +282,50 @@ fn encode(
             let src = &audio[next_sample * channels..(next_sample + n) * channels];
             fill_audio(&mut af, src, channels, n);
             aenc.send_frame(&af).map_err(err("encoding audio"))?;
-            let (audio_index, audio_stream_tb) = audio_stream.expect("audio samples imply an audio stream");
-            drain(
-                &mut aenc,
-                &mut packet,
-                audio_index,
-                audio_tb,
-                audio_stream_tb,
-                &mut octx,
-                &[],
-            )
-            .map_err(err("writing audio"))?;
+            let audio_route = audio_route.as_ref().expect("audio samples imply an audio stream");
+            drain(&mut aenc, &mut packet, audio_route, &mut octx).map_err(err("writing audio"))?;
             next_sample += n;
         }
     }
     venc.send_eof().map_err(err("flushing the video encoder"))?;
-    drain(
-        &mut venc,
-        &mut packet,
-        video_index,
-        video_tb,
-        video_stream_tb,
-        &mut octx,
-        &frame_ticks,
-    )
-    .map_err(err("writing video"))?;
-    if let Some((audio_index, audio_stream_tb)) = audio_stream {
+    drain(&mut venc, &mut packet, &video_route, &mut octx).map_err(err("writing video"))?;
+    if let Some(audio_route) = &audio_route {
         aenc.send_eof().map_err(err("flushing the audio encoder"))?;
-        drain(
-            &mut aenc,
-            &mut packet,
-            audio_index,
-            audio_tb,
-            audio_stream_tb,
-            &mut octx,
-            &[],
-        )
-        .map_err(err("writing audio"))?;
+        drain(&mut aenc, &mut packet, audio_route, &mut octx).map_err(err("writing audio"))?;
     }
     octx.write_trailer().map_err(err("writing the trailer"))?;
     Ok(())
 }
 
-/// Moves every packet the encoder has ready into the muxer. `frame_ticks` (video only: every
-/// frame's pts and the end time) gives packets without a duration their true one.
-fn drain(
-    enc: &mut encoder::Encoder,
-    packet: &mut Packet,
+/// Where an encoder's packets go: the stream, the encoder's and the stream's time bases, and
+/// (video only) every frame's pts plus the end time, which gives packets without a duration
+/// their true one.
+struct Route<'a> {
     stream: usize,
     from: Rational,
     to: Rational,
+    frame_ticks: &'a [i64],
+}
+
+/// Moves every packet the encoder has ready into the muxer.
+fn drain(
+    enc: &mut encoder::Encoder,
+    packet: &mut Packet,
+    route: &Route<'_>,
     octx: &mut format::context::Output,
-    frame_ticks: &[i64],
 ) -> Result<(), ff::Error> {
     loop {
         match enc.receive_packet(packet) {
             Ok(()) => {
                 if let (0, Some(pts)) = (packet.duration(), packet.pts()) {
-                    if let Ok(i) = frame_ticks.binary_search(&pts) {
-                        if let Some(next) = frame_ticks.get(i + 1) {
+                    if let Ok(i) = route.frame_ticks.binary_search(&pts) {
+                        if let Some(next) = route.frame_ticks.get(i + 1) {
                             packet.set_duration(next - pts);
                         }
                     }
                 }
-                packet.set_stream(stream);
-                packet.rescale_ts(from, to);
+                packet.set_stream(route.stream);
+                packet.rescale_ts(route.from, route.to);
                 packet.write_interleaved(octx)?;
             }
             Err(ff::Error::Other {
