@@ -14,6 +14,21 @@ use crate::shard::FORMAT_VERSION;
 
 pub const DATASET_FILE: &str = "dataset.json";
 
+/// The file name of shard `index` in a dataset directory, as every writer names it.
+pub fn shard_file_name(index: usize) -> String {
+    format!("shard-{index:05}.gdt")
+}
+
+/// The index of a file named like a shard (`shard-NNNNN.gdt`), if it is one.
+pub fn shard_index(name: &str) -> Option<usize> {
+    name.strip_prefix("shard-")?.strip_suffix(".gdt")?.parse().ok()
+}
+
+/// Whether a file name has the shape of a shard's (what `--force` may remove).
+pub fn is_shard_file(name: &str) -> bool {
+    name.starts_with("shard-") && name.ends_with(".gdt")
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ShardInfo {
     /// File name inside the dataset directory.
@@ -239,6 +254,14 @@ mod tests {
             let err = DatasetManifest::load(dir.path()).unwrap_err().to_string();
             assert!(err.contains("leads out"), "{err}");
         }
+    }
+
+    #[test]
+    fn shard_names_round_trip() {
+        assert_eq!(shard_file_name(7), "shard-00007.gdt");
+        assert_eq!(shard_index(&shard_file_name(123)), Some(123));
+        assert_eq!(shard_index("shard-x.gdt"), None);
+        assert!(is_shard_file("shard-x.gdt") && !is_shard_file("dataset.json"));
     }
 
     #[test]

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Condvar, Mutex};
 use std::time::Duration;
 
-use gdt_formats::dataset::{DatasetManifest, ShardInfo, Totals, DATASET_FILE};
+use gdt_formats::dataset::{
+    is_shard_file, shard_file_name, shard_index, DatasetManifest, ShardInfo, Totals, DATASET_FILE,
+};
 use gdt_formats::field::meta::{AudioOrigin, RecordMeta};
 use gdt_formats::params::PackParams;
 use gdt_formats::shard::{EncodedRecord, ShardWriter, FORMAT_VERSION};
@@ -223,7 +225,7 @@ pub fn pack(
                             next_input: usize|
          -> Result<(), PackError> {
             if let Some(w) = writer.take() {
-                let file = shard_name(st.shards.len());
+                let file = shard_file_name(st.shards.len());
                 let summary = w.finish()?;
                 st.shards.push(ShardInfo {
                     file,
@@ -259,7 +261,7 @@ pub fn pack(
                     }
                     if writer.is_none() {
                         writer = Some(ShardWriter::create(
-                            &out.join(shard_name(st.shards.len())),
+                            &out.join(shard_file_name(st.shards.len())),
                             &config.params,
                         )?);
                     }
@@ -296,10 +298,6 @@ pub fn pack(
         already_complete: false,
         processed_now,
     })
-}
-
-pub fn shard_name(index: usize) -> String {
-    format!("shard-{index:05}.gdt")
 }
 
 /// Decides where to start: fresh, resumed, or already complete. Refuses to touch a
@@ -354,11 +352,7 @@ fn remove_partial_shards(out: &Path, from: usize) {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let numbered = name
-            .strip_prefix("shard-")
-            .and_then(|n| n.strip_suffix(".gdt"))
-            .and_then(|n| n.parse::<usize>().ok())
-            .is_some_and(|n| n >= from);
+        let numbered = shard_index(&name).is_some_and(|n| n >= from);
         if numbered || name.ends_with(".tmp") {
             let _ = std::fs::remove_file(e.path());
         }
@@ -373,7 +367,7 @@ fn clear_output(out: &Path) -> Result<(), PackError> {
     })?;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let ours = (name.starts_with("shard-") && name.ends_with(".gdt"))
+        let ours = is_shard_file(&name)
             || name.ends_with(".tmp")
             || [DATASET_FILE, REPORT_FILE, STATE_FILE].contains(&name.as_str());
         if ours {

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use gdt_formats::dataset::{DatasetManifest, ShardInfo, Totals};
+use gdt_formats::dataset::{shard_file_name, DatasetManifest, ShardInfo, Totals};
 use gdt_formats::field::meta::{AudioOrigin, RecordMeta};
 use gdt_formats::params::PackParams;
 use gdt_formats::shard::{EncodedRecord, ShardWriter, FORMAT_VERSION};
@@ -67,7 +67,7 @@ pub fn write_packed(
     };
     let mut label_counts = BTreeMap::new();
     let finish = |w: ShardWriter, shards: &mut Vec<ShardInfo>| -> Result<(), FormatError> {
-        let file = format!("shard-{:05}.gdt", shards.len());
+        let file = shard_file_name(shards.len());
         let s = w.finish()?;
         shards.push(ShardInfo {
             file,
@@ -131,7 +131,7 @@ pub fn write_packed(
         }
         if writer.is_none() {
             writer = Some(ShardWriter::create(
-                &out.join(format!("shard-{:05}.gdt", shards.len())),
+                &out.join(shard_file_name(shards.len())),
                 params,
             )?);
         }

@@ -34,9 +34,7 @@ fn write_packed(args: &SynthArgs, config: &CorpusConfig) -> Result<i32> {
     if args.force && args.out.exists() {
         for e in std::fs::read_dir(&args.out)?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if (name.starts_with("shard-") && name.ends_with(".gdt"))
-                || name == gdt_formats::dataset::DATASET_FILE
-            {
+            if gdt_formats::dataset::is_shard_file(&name) || name == gdt_formats::dataset::DATASET_FILE {
                 std::fs::remove_file(e.path()).with_context(|| format!("removing {}", e.path().display()))?;
             }
         }
