@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use gdt_pipeline::batch::BatchShape;
 use gdt_pipeline::loader::{LoaderBuilder, StageSeconds};
 use serde::Serialize;
 
@@ -24,6 +25,8 @@ struct Run {
     mb_per_s: f64,
     /// Fractions of worker time (read, video, audio) and of the consumer's wall time (wait).
     stages: StageSeconds,
+    #[serde(skip)]
+    shape: BatchShape,
 }
 
 fn measure(a: &BenchLoadArgs, threads: usize, floor: bool) -> Result<Run> {
@@ -54,6 +57,7 @@ fn measure(a: &BenchLoadArgs, threads: usize, floor: bool) -> Result<Run> {
     let work = (after.read - before.read) + (after.video - before.video) + (after.audio - before.audio);
     let frac = |x: f64| if work > 0.0 { x / work } else { 0.0 };
     Ok(Run {
+        shape: loader.shape(),
         threads,
         clips_per_s: clips as f64 / secs,
         samples_per_s: samples as f64 / secs,
@@ -80,11 +84,7 @@ fn load(a: BenchLoadArgs) -> Result<i32> {
         .collect::<Result<_>>()?;
     let best = runs.last().expect("at least one run").clone();
     let floor = measure(&a, max_threads, true)?;
-    let shape = LoaderBuilder::new(&a.dataset)
-        .batch_size(a.batch_size)
-        .threads(1)
-        .build()?
-        .shape();
+    let shape = floor.shape;
     let baseline = baseline(&a, max_threads, &shape);
 
     if a.json {
@@ -157,13 +157,13 @@ fn load(a: BenchLoadArgs) -> Result<i32> {
 }
 
 #[cfg(not(feature = "ffmpeg"))]
-fn baseline(_a: &BenchLoadArgs, _threads: usize, _shape: &gdt_pipeline::batch::BatchShape) -> Result<f64> {
+fn baseline(_a: &BenchLoadArgs, _threads: usize, _shape: &BatchShape) -> Result<f64> {
     bail!("this gdt was built without FFmpeg")
 }
 
 /// Clips per second when every record is decoded from its source file for each sample.
 #[cfg(feature = "ffmpeg")]
-fn baseline(a: &BenchLoadArgs, threads: usize, shape: &gdt_pipeline::batch::BatchShape) -> Result<f64> {
+fn baseline(a: &BenchLoadArgs, threads: usize, shape: &BatchShape) -> Result<f64> {
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
