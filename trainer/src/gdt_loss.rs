@@ -1,0 +1,188 @@
+//! GDT-NCE, the generalised contrastive loss, written as the paper's formula:
+//!
+//! ```text
+//! L = - 1/P  sum_{T,T'} c(T,T') w(T,T') log( exp(<f_T, f_T'>/rho) / sum_{T''} w(T,T'') exp(<f_T, f_T''>/rho) )
+//! ```
+//!
+//! with `P = sum c w` the number of positive pairs, so the loss does not scale with the batch
+//! (the paper's sum divided by its number of terms). Several positives per row are allowed.
+//! The denominator is a masked log-sum-exp, stable for any temperature. The masks come from
+//! [`crate::spec`].
+//!
+//! `detach_keys` gives gradients only through the query side `f_T`, as the reference code
+//! does; by default both sides receive gradients, as the formula reads.
+
+use tch::{Kind, Tensor};
+
+/// `embeddings`: `[n, d]` (L2-normalised in training, any values here). `c`, `w`: `[n, n]`
+/// 0/1 masks on the same device. Computed in f32 (f64 if the embeddings are f64), whatever
+/// autocast did upstream.
+pub fn gdt_nce(embeddings: &Tensor, c: &Tensor, w: &Tensor, temperature: f64, detach_keys: bool) -> Tensor {
+    let kind = if embeddings.kind() == Kind::Double {
+        Kind::Double
+    } else {
+        Kind::Float
+    };
+    let q = embeddings.to_kind(kind);
+    let k = if detach_keys {
+        q.detach()
+    } else {
+        q.shallow_clone()
+    };
+    let logits = q.matmul(&k.tr()) / temperature;
+    let c = c.to_kind(kind);
+    let w = w.to_kind(kind);
+    let absent = w.eq(0.0);
+    let log_denominator = logits
+        .masked_fill(&absent, f64::NEG_INFINITY)
+        .logsumexp([1i64], true);
+    let positive = &c * &w;
+    // Pairs outside the positives contribute nothing; zero their terms before the product so
+    // that a -inf never meets a 0.
+    let log_p = (logits - log_denominator).masked_fill(&positive.eq(0.0), 0.0);
+    -(positive.shallow_clone() * log_p).sum(kind) / positive.sum(kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Masks, TransformSpec, PRESET_NAMES};
+    use tch::Device;
+
+    /// The formula with loops over plain f64, nothing shared with the tensor version.
+    fn reference(z: &[Vec<f64>], m: &Masks, rho: f64) -> f64 {
+        let n = z.len();
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>() / rho;
+        let (mut total, mut count) = (0.0, 0.0);
+        for s in 0..n {
+            let denom: f64 = (0..n)
+                .filter(|&u| m.w[s * n + u])
+                .map(|u| dot(&z[s], &z[u]).exp())
+                .sum();
+            for t in 0..n {
+                if m.c[s * n + t] && m.w[s * n + t] {
+                    total -= (dot(&z[s], &z[t]).exp() / denom).ln();
+                    count += 1.0;
+                }
+            }
+        }
+        total / count
+    }
+
+    fn tensors(m: &Masks, kind: Kind) -> (Tensor, Tensor) {
+        let (c, w) = m.as_f32();
+        let n = m.n as i64;
+        (
+            Tensor::from_slice(&c).reshape([n, n]).to_kind(kind),
+            Tensor::from_slice(&w).reshape([n, n]).to_kind(kind),
+        )
+    }
+
+    /// Random batch layouts: 2-5 records, 1-3 shifts, reversal on or off, random flips.
+    fn random_layout(rng: &mut u64) -> (Vec<gdt_pipeline::batch::ViewMeta>, usize, bool) {
+        let mut next = || {
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            *rng
+        };
+        let records = 2 + (next() % 4) as u32;
+        let shifts = 1 + (next() % 3) as u8;
+        let reversal = next() % 2 == 0;
+        let mut views = crate::spec::tests::layout(records, shifts, reversal);
+        for v in &mut views {
+            v.video.flip = next() % 2 == 0;
+        }
+        (views, shifts as usize, reversal)
+    }
+
+    #[test]
+    fn equals_the_f64_reference_for_every_preset_on_random_layouts() {
+        tch::manual_seed(7);
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        for name in PRESET_NAMES {
+            let spec = TransformSpec::preset(name).unwrap().spec;
+            for trial in 0..4 {
+                let (views, _, _) = random_layout(&mut rng);
+                let m = spec.masks(&views).unwrap();
+                let z =
+                    crate::head::l2_normalise(&Tensor::randn([m.n as i64, 16], (Kind::Double, Device::Cpu)));
+                let rows: Vec<Vec<f64>> = (0..m.n as i64)
+                    .map(|i| Vec::<f64>::try_from(z.get(i)).unwrap())
+                    .collect();
+                for (rho, detach) in [(0.07, false), (0.5, true)] {
+                    let (c, w) = tensors(&m, Kind::Double);
+                    let got = gdt_nce(&z, &c, &w, rho, detach).double_value(&[]);
+                    let want = reference(&rows, &m, rho);
+                    assert!(
+                        (got - want).abs() < 1e-9 * want.abs().max(1.0),
+                        "{name} #{trial}: {got} vs {want}"
+                    );
+                }
+                // f32 agrees to f32 precision.
+                let (c, w) = tensors(&m, Kind::Float);
+                let got = gdt_nce(&z.to_kind(Kind::Float), &c, &w, 0.07, false).double_value(&[]);
+                let want = reference(&rows, &m, 0.07);
+                assert!(
+                    (got - want).abs() < 1e-4 * want.abs().max(1.0),
+                    "{name} f32: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn stays_finite_at_tiny_temperature() {
+        let spec = TransformSpec::preset("tr-distinct-ts-distinct").unwrap().spec;
+        let m = spec.masks(&crate::spec::tests::layout(2, 2, true)).unwrap();
+        let (c, w) = tensors(&m, Kind::Float);
+        let z = crate::head::l2_normalise(&Tensor::randn([m.n as i64, 8], (Kind::Float, Device::Cpu)));
+        let l = gdt_nce(&z, &c, &w, 1e-4, false).double_value(&[]);
+        assert!(l.is_finite(), "{l}");
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        tch::manual_seed(3);
+        let spec = TransformSpec::preset("tr-distinct-ts-invariant").unwrap().spec;
+        let m = spec.masks(&crate::spec::tests::layout(2, 2, true)).unwrap();
+        let (c, w) = tensors(&m, Kind::Double);
+        let z0 = Tensor::randn([m.n as i64, 4], (Kind::Double, Device::Cpu)) * 0.5;
+        let z = z0.copy().set_requires_grad(true);
+        gdt_nce(&z, &c, &w, 0.3, false).backward();
+        let grad = Vec::<f64>::try_from(z.grad().flatten(0, -1)).unwrap();
+        let flat = Vec::<f64>::try_from(z0.flatten(0, -1)).unwrap();
+        let eps = 1e-6;
+        for (i, g) in grad.iter().enumerate() {
+            let at = |d: f64| {
+                let mut v = flat.clone();
+                v[i] += d;
+                let t = Tensor::from_slice(&v).reshape([m.n as i64, 4]);
+                gdt_nce(&t, &c, &w, 0.3, false).double_value(&[])
+            };
+            let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+            assert!(
+                (numeric - g).abs() < 1e-6,
+                "element {i}: autograd {g}, numeric {numeric}"
+            );
+        }
+    }
+
+    #[test]
+    fn detached_keys_change_the_gradient_not_the_value() {
+        let spec = TransformSpec::preset("cross-modal").unwrap().spec;
+        let m = spec.masks(&crate::spec::tests::layout(2, 1, false)).unwrap();
+        let (c, w) = tensors(&m, Kind::Double);
+        let z0 = Tensor::randn([m.n as i64, 4], (Kind::Double, Device::Cpu));
+        let run = |detach| {
+            let z = z0.copy().set_requires_grad(true);
+            let l = gdt_nce(&z, &c, &w, 0.2, detach);
+            l.backward();
+            (l.double_value(&[]), z.grad())
+        };
+        let (a, ga) = run(false);
+        let (b, gb) = run(true);
+        assert!((a - b).abs() < 1e-12);
+        assert!((ga - gb).abs().max().double_value(&[]) > 1e-6);
+    }
+}

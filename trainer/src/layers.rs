@@ -1,0 +1,73 @@
+//! Convolution and batch-norm constructors with the reference's initialisation.
+//!
+//! tch's defaults differ from torchvision's: convolutions get Kaiming *uniform* over fan-in
+//! and batch norm draws its scale from U(0, 1). The reference models use Kaiming normal over
+//! fan-out and BN scale 1, shift 0; every encoder builds its layers here so that rule lives in
+//! one place.
+
+use tch::nn::{self, ConvConfigND, Init};
+
+/// Kaiming normal, fan-out, ReLU gain (torchvision's video and audio ResNets).
+pub const KAIMING_FAN_OUT: Init = Init::Kaiming {
+    dist: nn::init::NormalOrUniform::Normal,
+    fan: nn::init::FanInOut::FanOut,
+    non_linearity: nn::init::NonLinearity::ReLU,
+};
+
+/// A channel count times the width multiplier, never below one channel.
+pub fn scaled(channels: i64, width: f64) -> i64 {
+    ((channels as f64 * width).round() as i64).max(1)
+}
+
+/// A bias-free convolution (every one in these networks is followed by batch norm).
+pub fn conv<const N: usize>(
+    p: nn::Path,
+    cin: i64,
+    cout: i64,
+    kernel: [i64; N],
+    stride: [i64; N],
+    padding: [i64; N],
+) -> nn::Conv<[i64; N]>
+where
+    [i64; N]: AsRef<[i64]>,
+{
+    let config = ConvConfigND {
+        stride,
+        padding,
+        dilation: [1; N],
+        groups: 1,
+        bias: false,
+        ws_init: KAIMING_FAN_OUT,
+        bs_init: Init::Const(0.0),
+        padding_mode: nn::PaddingMode::Zeros,
+    };
+    nn::conv(p, cin, cout, kernel, config)
+}
+
+pub fn conv3d(p: nn::Path, cin: i64, cout: i64, k: [i64; 3], s: [i64; 3], pad: [i64; 3]) -> nn::Conv3D {
+    conv(p, cin, cout, k, s, pad)
+}
+
+pub fn conv2d(p: nn::Path, cin: i64, cout: i64, k: i64, s: i64, pad: i64) -> nn::Conv2D {
+    conv(p, cin, cout, [k, k], [s, s], [pad, pad])
+}
+
+fn bn_config() -> nn::BatchNormConfig {
+    nn::BatchNormConfig {
+        ws_init: Init::Const(1.0),
+        bs_init: Init::Const(0.0),
+        ..Default::default()
+    }
+}
+
+pub fn batch_norm3d(p: nn::Path, channels: i64) -> nn::BatchNorm {
+    nn::batch_norm3d(p, channels, bn_config())
+}
+
+pub fn batch_norm2d(p: nn::Path, channels: i64) -> nn::BatchNorm {
+    nn::batch_norm2d(p, channels, bn_config())
+}
+
+pub fn batch_norm1d(p: nn::Path, channels: i64) -> nn::BatchNorm {
+    nn::batch_norm1d(p, channels, bn_config())
+}

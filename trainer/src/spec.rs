@@ -1,0 +1,551 @@
+//! Which transformations the representation must be invariant or distinctive to: the
+//! declarative spec behind the GDT-NCE loss, its presets, and the masks it gives a batch.
+//!
+//! A batch of `N` views yields `2N` samples: every view's video clip (samples `0..N`) and its
+//! audio clip (samples `N..2N`). Each sample carries the factors of its transformation
+//! T = (i, tau, r, m, g): record, time shift, reversal, modality and the augmentation drawn. A
+//! spec gives each factor a relation: `invariant` (any two values match) or `distinct` (only
+//! equal values match). The contrast mask is their product,
+//! `c(T,T') = prod_f c_f(t_f, t'_f)`, so a pair is positive when it agrees on every distinct
+//! factor. `pairs` picks the weight mask `w`: cross-modal pairs only (the paper's default) or
+//! all pairs. A sample is never paired with itself.
+//!
+//! Augmentation factors (`flip`, `scale`, `crop`, `jitter`) belong to the *view*: a view's
+//! audio clip carries the same values as its video clip, so declaring `flip` distinct makes a
+//! flipped view's video and audio a positive pair and separates them from unflipped views.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use gdt_pipeline::batch::ViewMeta;
+
+/// A per-sample factor a spec can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Factor {
+    /// The record (video) index i: always distinct.
+    Sample,
+    /// Video or audio: always invariant (there would be no cross-modal positive otherwise).
+    Modality,
+    /// Which of the record's time shifts (tau).
+    Shift,
+    /// Forward or time-reversed (r).
+    Reversal,
+    /// Horizontal flip of the video clip.
+    Flip,
+    /// The short side the frame was scaled to (scale jitter).
+    Scale,
+    /// The crop box.
+    Crop,
+    /// Colour jitter applied or not.
+    Jitter,
+}
+
+impl Factor {
+    pub const ALL: [Factor; 8] = [
+        Factor::Sample,
+        Factor::Modality,
+        Factor::Shift,
+        Factor::Reversal,
+        Factor::Flip,
+        Factor::Scale,
+        Factor::Crop,
+        Factor::Jitter,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Factor::Sample => "sample",
+            Factor::Modality => "modality",
+            Factor::Shift => "shift",
+            Factor::Reversal => "reversal",
+            Factor::Flip => "flip",
+            Factor::Scale => "scale",
+            Factor::Crop => "crop",
+            Factor::Jitter => "jitter",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Factor, SpecError> {
+        Factor::ALL.into_iter().find(|f| f.name() == name).ok_or_else(|| {
+            SpecError(format!(
+                "unknown factor `{name}`; known factors: {}",
+                known_factors()
+            ))
+        })
+    }
+
+    /// The factor's value for sample `s` of a batch with `n` views: equal keys, equal values.
+    fn key(self, views: &[ViewMeta], s: usize) -> u64 {
+        let n = views.len();
+        let v = &views[s % n];
+        match self {
+            Factor::Sample => v.record as u64,
+            Factor::Modality => (s / n) as u64,
+            Factor::Shift => v.shift as u64,
+            Factor::Reversal => v.reversed as u64,
+            Factor::Flip => v.video.flip as u64,
+            Factor::Scale => v.video.scale.to_bits() as u64,
+            Factor::Crop => {
+                let b = v.video.crop_box.map(f32::to_bits);
+                let lo = (b[0] as u64) << 32 | b[1] as u64;
+                let hi = (b[2] as u64) << 32 | b[3] as u64;
+                lo.rotate_left(17) ^ hi.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            }
+            Factor::Jitter => v.video.jitter.is_some() as u64,
+        }
+    }
+}
+
+fn known_factors() -> String {
+    Factor::ALL.map(Factor::name).join(", ")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relation {
+    Invariant,
+    Distinct,
+}
+
+impl Relation {
+    pub fn parse(s: &str) -> Result<Relation, SpecError> {
+        match s {
+            "invariant" => Ok(Relation::Invariant),
+            "distinct" => Ok(Relation::Distinct),
+            _ => Err(SpecError(format!(
+                "`{s}` is not a relation; use `invariant` or `distinct`"
+            ))),
+        }
+    }
+}
+
+/// Which pairs take part in the loss (w).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pairs {
+    CrossModal,
+    All,
+}
+
+impl Pairs {
+    pub fn parse(s: &str) -> Result<Pairs, SpecError> {
+        match s {
+            "cross-modal" => Ok(Pairs::CrossModal),
+            "all" => Ok(Pairs::All),
+            _ => Err(SpecError(format!(
+                "`{s}` is not a pair set; use `cross-modal` or `all`"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Pairs::CrossModal => "cross-modal",
+            Pairs::All => "all",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid GDT spec: {0}")]
+pub struct SpecError(pub String);
+
+/// A validated spec. Factors it does not name are invariant, except `sample` (distinct).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransformSpec {
+    relations: BTreeMap<Factor, Relation>,
+    pub pairs: Pairs,
+}
+
+/// A named experiment of the paper's study, with the view layout it needs.
+#[derive(Clone, Debug)]
+pub struct Preset {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub spec: TransformSpec,
+    /// Time shifts per record and whether each gets a reversed view.
+    pub shifts: usize,
+    pub reversal: bool,
+}
+
+pub const PRESET_NAMES: [&str; 7] = [
+    "simclr",
+    "cross-modal",
+    "tr-distinct",
+    "ts-distinct",
+    "tr-distinct-ts-distinct",
+    "tr-distinct-ts-invariant",
+    "tr-invariant-ts-distinct",
+];
+
+/// The preset `gdt train` uses when none is named: the paper's best configuration.
+pub const DEFAULT_PRESET: &str = "tr-distinct-ts-distinct";
+
+impl TransformSpec {
+    /// Builds and validates a spec from factor names to relation names.
+    pub fn new(entries: &BTreeMap<String, String>, pairs: Pairs) -> Result<TransformSpec, SpecError> {
+        let mut relations = BTreeMap::new();
+        for (name, relation) in entries {
+            relations.insert(Factor::parse(name)?, Relation::parse(relation)?);
+        }
+        TransformSpec::from_relations(relations, pairs)
+    }
+
+    fn from_relations(
+        mut relations: BTreeMap<Factor, Relation>,
+        pairs: Pairs,
+    ) -> Result<TransformSpec, SpecError> {
+        relations.entry(Factor::Sample).or_insert(Relation::Distinct);
+        if relations[&Factor::Sample] == Relation::Invariant {
+            return Err(SpecError(
+                "sample must be distinct: with sample invariant every pair is positive and the loss \
+                 has no negatives"
+                    .into(),
+            ));
+        }
+        if relations.get(&Factor::Modality) == Some(&Relation::Distinct) && pairs == Pairs::CrossModal {
+            return Err(SpecError(
+                "modality distinct with cross-modal pairs leaves no positive pair (every pair that \
+                 takes part crosses modalities); use pairs = \"all\" or modality invariant"
+                    .into(),
+            ));
+        }
+        Ok(TransformSpec { relations, pairs })
+    }
+
+    pub fn relation(&self, f: Factor) -> Relation {
+        self.relations.get(&f).copied().unwrap_or(Relation::Invariant)
+    }
+
+    /// The factors declared distinct, in a fixed order.
+    pub fn distinct(&self) -> Vec<Factor> {
+        Factor::ALL
+            .into_iter()
+            .filter(|&f| self.relation(f) == Relation::Distinct)
+            .collect()
+    }
+
+    /// Factor name -> relation name for every factor (for the resolved config and logs).
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        Factor::ALL
+            .into_iter()
+            .map(|f| {
+                let r = match self.relation(f) {
+                    Relation::Invariant => "invariant",
+                    Relation::Distinct => "distinct",
+                };
+                (f.name().to_string(), r.to_string())
+            })
+            .collect()
+    }
+
+    pub fn preset(name: &str) -> Result<Preset, SpecError> {
+        use Relation::{Distinct as D, Invariant as I};
+        let (about, shift, reversal, pairs, shifts, rev_views) = match name {
+            "simclr" => ("distinct on sample only, all pairs", I, I, Pairs::All, 2, false),
+            "cross-modal" => (
+                "the basecase: invariant to all but sample, cross-modal",
+                I,
+                I,
+                Pairs::CrossModal,
+                1,
+                false,
+            ),
+            "tr-distinct" => (
+                "distinct to time reversal, one shift",
+                I,
+                D,
+                Pairs::CrossModal,
+                1,
+                true,
+            ),
+            "ts-distinct" => (
+                "distinct to time shift, forward only",
+                D,
+                I,
+                Pairs::CrossModal,
+                2,
+                false,
+            ),
+            "tr-distinct-ts-distinct" => ("distinct to shift and reversal", D, D, Pairs::CrossModal, 2, true),
+            "tr-distinct-ts-invariant" => (
+                "distinct to reversal, invariant to shift",
+                I,
+                D,
+                Pairs::CrossModal,
+                2,
+                true,
+            ),
+            "tr-invariant-ts-distinct" => (
+                "invariant to reversal, distinct to shift",
+                D,
+                I,
+                Pairs::CrossModal,
+                2,
+                true,
+            ),
+            _ => {
+                return Err(SpecError(format!(
+                    "unknown preset `{name}`; presets: {}",
+                    PRESET_NAMES.join(", ")
+                )))
+            }
+        };
+        let relations = BTreeMap::from([(Factor::Shift, shift), (Factor::Reversal, reversal)]);
+        Ok(Preset {
+            name: PRESET_NAMES.iter().find(|n| **n == name).expect("matched above"),
+            about,
+            spec: TransformSpec::from_relations(relations, pairs)?,
+            shifts,
+            reversal: rev_views,
+        })
+    }
+
+    /// Rejects a view layout that cannot express the spec: a factor declared distinct that
+    /// never varies inside a record makes the experiment silently the same as invariant.
+    pub fn check_layout(&self, shifts: usize, reversal: bool) -> Result<(), SpecError> {
+        if self.relation(Factor::Shift) == Relation::Distinct && shifts < 2 {
+            return Err(SpecError(
+                "shift is distinct but each record gets one time shift; set shifts to 2 or more".into(),
+            ));
+        }
+        if self.relation(Factor::Reversal) == Relation::Distinct && !reversal {
+            return Err(SpecError(
+                "reversal is distinct but the loader makes no reversed views".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The contrast and weight masks for a batch's views (video samples first, then audio).
+    pub fn masks(&self, views: &[ViewMeta]) -> Result<Masks, SpecError> {
+        let n = 2 * views.len();
+        let distinct = self.distinct();
+        let keys: Vec<Vec<u64>> = (0..n)
+            .map(|s| distinct.iter().map(|f| f.key(views, s)).collect())
+            .collect();
+        let half = views.len();
+        let mut c = vec![false; n * n];
+        let mut w = vec![false; n * n];
+        for s in 0..n {
+            for t in 0..n {
+                c[s * n + t] = keys[s] == keys[t];
+                w[s * n + t] = s != t && (self.pairs == Pairs::All || (s < half) != (t < half));
+            }
+        }
+        Masks::new(n, c, w)
+    }
+}
+
+impl fmt::Display for TransformSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d: Vec<_> = self.distinct().into_iter().map(Factor::name).collect();
+        write!(f, "distinct: {}; pairs: {}", d.join(", "), self.pairs.name())
+    }
+}
+
+/// The c and w masks of one batch, `n x n` row-major, checked: c is an equivalence relation
+/// and every sample has at least one positive among the pairs that take part.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Masks {
+    pub n: usize,
+    pub c: Vec<bool>,
+    pub w: Vec<bool>,
+}
+
+impl Masks {
+    /// Validates hand-built masks too, so an experiment with its own c gets the same guarantee.
+    pub fn new(n: usize, c: Vec<bool>, w: Vec<bool>) -> Result<Masks, SpecError> {
+        if c.len() != n * n || w.len() != n * n {
+            return Err(SpecError(format!("masks must be {n}x{n}")));
+        }
+        let at = |m: &[bool], s: usize, t: usize| m[s * n + t];
+        for s in 0..n {
+            if !at(&c, s, s) {
+                return Err(SpecError(format!(
+                    "c is not reflexive: sample {s} does not match itself"
+                )));
+            }
+            for t in 0..n {
+                if at(&c, s, t) != at(&c, t, s) {
+                    return Err(SpecError(format!("c is not symmetric at samples {s} and {t}")));
+                }
+                if at(&w, s, t) != at(&w, t, s) {
+                    return Err(SpecError(format!("w is not symmetric at samples {s} and {t}")));
+                }
+                // Transitivity, in O(n^2) per positive pair's rows: s ~ t must mean s and t
+                // match exactly the same samples.
+                if at(&c, s, t) && c[s * n..(s + 1) * n] != c[t * n..(t + 1) * n] {
+                    let u = (0..n)
+                        .find(|&u| at(&c, s, u) != at(&c, t, u))
+                        .expect("rows differ");
+                    return Err(SpecError(format!(
+                        "c is not transitive: samples {s} and {t} match, but only one of them matches {u}"
+                    )));
+                }
+            }
+            if !(0..n).any(|t| at(&c, s, t) && at(&w, s, t)) {
+                return Err(SpecError(format!(
+                    "sample {s} has no positive among the pairs that take part"
+                )));
+            }
+        }
+        Ok(Masks { n, c, w })
+    }
+
+    /// The masks as f32 0/1 values (c first, then w), ready to become tensors.
+    pub fn as_f32(&self) -> (Vec<f32>, Vec<f32>) {
+        let f = |m: &[bool]| m.iter().map(|&b| b as u8 as f32).collect();
+        (f(&self.c), f(&self.w))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use gdt_pipeline::augment::{AudioDraw, VideoDraw};
+
+    /// `records` records with the loader's default layout: shift-major, forward then reversed.
+    pub(crate) fn layout(records: u32, shifts: u8, reversal: bool) -> Vec<ViewMeta> {
+        let mut v = Vec::new();
+        for record in 0..records {
+            for shift in 0..shifts {
+                for reversed in [false, true].into_iter().take(1 + reversal as usize) {
+                    v.push(ViewMeta {
+                        record,
+                        label: None,
+                        shift,
+                        start_frame: 0,
+                        audio_start: 0,
+                        reversed,
+                        video: VideoDraw {
+                            crop_box: [0.0; 4],
+                            scale: 128.0,
+                            flip: record % 2 == 0,
+                            jitter: None,
+                        },
+                        audio: AudioDraw {
+                            gain_log: 0.0,
+                            freq_mask: (0, 0),
+                            time_mask: (0, 0),
+                        },
+                    });
+                }
+            }
+        }
+        v
+    }
+
+    fn positives(m: &Masks, s: usize) -> Vec<usize> {
+        (0..m.n)
+            .filter(|&t| m.c[s * m.n + t] && m.w[s * m.n + t])
+            .collect()
+    }
+
+    #[test]
+    fn basecase_positives_are_the_other_modality_of_the_same_record() {
+        let spec = TransformSpec::preset("cross-modal").unwrap().spec;
+        let views = layout(3, 2, true); // 12 views, 24 samples
+        let m = spec.masks(&views).unwrap();
+        // Video view 0 (record 0) matches the audio of record 0's four views.
+        assert_eq!(positives(&m, 0), vec![12, 13, 14, 15]);
+    }
+
+    #[test]
+    fn distinct_shift_and_reversal_leave_one_positive() {
+        let spec = TransformSpec::preset("tr-distinct-ts-distinct").unwrap().spec;
+        let m = spec.masks(&layout(3, 2, true)).unwrap();
+        for s in 0..12 {
+            assert_eq!(positives(&m, s), vec![s + 12]);
+        }
+    }
+
+    #[test]
+    fn simclr_pairs_within_and_across_modalities() {
+        let spec = TransformSpec::preset("simclr").unwrap().spec;
+        let m = spec.masks(&layout(2, 2, false)).unwrap(); // 4 views, 8 samples
+        assert_eq!(positives(&m, 0), vec![1, 4, 5]);
+    }
+
+    #[test]
+    fn a_user_declared_factor_changes_the_masks() {
+        let entries = BTreeMap::from([("flip".to_string(), "distinct".to_string())]);
+        let spec = TransformSpec::new(&entries, Pairs::CrossModal).unwrap();
+        let mut views = layout(1, 2, false);
+        views[1].video.flip = !views[0].video.flip;
+        let m = spec.masks(&views).unwrap();
+        assert_eq!(positives(&m, 0), vec![2]);
+    }
+
+    #[test]
+    fn bad_specs_are_rejected_with_the_reason() {
+        let e = |k: &str, v: &str, p| TransformSpec::new(&BTreeMap::from([(k.into(), v.into())]), p);
+        let err = e("hue", "distinct", Pairs::CrossModal).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown factor `hue`") && err.contains("reversal"),
+            "{err}"
+        );
+        assert!(e("shift", "maybe", Pairs::CrossModal)
+            .unwrap_err()
+            .to_string()
+            .contains("invariant"));
+        assert!(e("sample", "invariant", Pairs::All)
+            .unwrap_err()
+            .to_string()
+            .contains("no negatives"));
+        assert!(e("modality", "distinct", Pairs::CrossModal)
+            .unwrap_err()
+            .to_string()
+            .contains("no positive"));
+        assert!(e("modality", "distinct", Pairs::All).is_ok());
+        assert!(TransformSpec::preset("byol")
+            .unwrap_err()
+            .to_string()
+            .contains("tr-distinct"));
+    }
+
+    #[test]
+    fn layouts_that_cannot_express_the_spec_are_rejected() {
+        let spec = TransformSpec::preset("tr-distinct-ts-distinct").unwrap().spec;
+        assert!(spec
+            .check_layout(1, true)
+            .unwrap_err()
+            .to_string()
+            .contains("shift"));
+        assert!(spec
+            .check_layout(2, false)
+            .unwrap_err()
+            .to_string()
+            .contains("reversed"));
+        assert!(spec.check_layout(2, true).is_ok());
+    }
+
+    #[test]
+    fn every_preset_matches_its_layout() {
+        for name in PRESET_NAMES {
+            let p = TransformSpec::preset(name).unwrap();
+            p.spec.check_layout(p.shifts, p.reversal).unwrap();
+            let views = layout(2, p.shifts as u8, p.reversal);
+            p.spec.masks(&views).unwrap();
+        }
+    }
+
+    #[test]
+    fn non_equivalence_masks_are_rejected() {
+        // 0~1 and 1~2 but not 0~2: not transitive.
+        let n = 3;
+        let mut c = vec![false; 9];
+        for (s, t) in [(0, 0), (1, 1), (2, 2), (0, 1), (1, 0), (1, 2), (2, 1)] {
+            c[s * n + t] = true;
+        }
+        let w: Vec<bool> = (0..9).map(|i| i / n != i % n).collect();
+        let err = Masks::new(n, c.clone(), w.clone()).unwrap_err().to_string();
+        assert!(err.contains("not transitive"), "{err}");
+        c[n] = false; // break symmetry at (1, 0)
+        assert!(Masks::new(n, c, w).unwrap_err().to_string().contains("symmetric"));
+        let no_self = vec![false; 9];
+        let w: Vec<bool> = (0..9).map(|i| i / n != i % n).collect();
+        assert!(Masks::new(n, no_self, w)
+            .unwrap_err()
+            .to_string()
+            .contains("reflexive"));
+    }
+}
