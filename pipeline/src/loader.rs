@@ -592,7 +592,16 @@ fn add_record(
         stats
             .read_ns
             .fetch_add(clock.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        let audio_start = (start as f64 * spec_per_frame).round() as usize;
+        // The slice aligned with the clip's first frame. Its rounded start and ceil-rounded
+        // length can reach up to two frames (20 ms) past the record's last spectrogram frame
+        // when the clip ends at the record's end; such a slice ends there instead.
+        let aligned = (start as f64 * spec_per_frame).round() as usize;
+        let last_start = (e.spec_frames as usize).saturating_sub(shape.audio_frames);
+        let audio_start = if aligned > last_start && aligned <= last_start + 2 {
+            last_start
+        } else {
+            aligned
+        };
         if audio_start + shape.audio_frames > e.spec_frames as usize {
             return Err(err(format!(
                 "spectrogram has {} frames, the clip at frame {start} needs {}..{}",

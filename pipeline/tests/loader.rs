@@ -364,3 +364,39 @@ fn bad_settings_are_rejected() {
         .to_string();
     assert!(err.contains("/nonexistent/dataset.json"), "{err}");
 }
+
+/// A clip length other than 30 frames gives a spectrogram slice whose rounded start and
+/// ceil-rounded length can reach past a record's last spectrogram frame when the clip ends at
+/// the record's end. Such a clip is valid and must be served (slice ending at the record's
+/// end), not reported as damaged. 20 epochs make the last start positions certain to be drawn.
+#[test]
+fn clips_ending_at_the_record_end_are_served_for_any_clip_length() {
+    let dir = tempfile::tempdir().unwrap();
+    dataset(dir.path(), 8, 1 << 30);
+    for clip in [16, 25] {
+        let mut loader = LoaderBuilder::new(dir.path())
+            .batch_size(4)
+            .clip(clip)
+            .threads(2)
+            .epochs(20)
+            .build()
+            .unwrap();
+        let mut moved = 0;
+        for b in loader.by_ref() {
+            let b = b.unwrap();
+            assert_eq!(b.records, 4, "clip {clip}: a record was skipped");
+            for v in b.views() {
+                // 100 spectrogram frames per second, 30 video frames per second.
+                let aligned = (v.start_frame as f64 * 10.0 / 3.0).round() as i64;
+                let off = aligned - v.audio_start as i64;
+                assert!(
+                    (0..=2).contains(&off),
+                    "clip {clip}: audio slice {off} frames off"
+                );
+                moved += (off > 0) as usize;
+            }
+        }
+        assert!(loader.skipped().is_empty(), "clip {clip}: {:?}", loader.skipped());
+        assert!(moved > 0, "clip {clip}: no clip ended at a record's end");
+    }
+}
