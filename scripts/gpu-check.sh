@@ -22,5 +22,67 @@ echo
 echo "== gdt info --smoke --require-cuda (tch sees CUDA and cuDNN; conv3d fwd+bwd on each device)"
 "$GDT" info --smoke --require-cuda
 
+# Training at full size. The figures come from the run's own log.jsonl; steps before
+# WARMUP_STEPS are left out (cuDNN autotuning, allocator growth).
+STEPS=${GPU_CHECK_STEPS:-200}
+WARMUP_STEPS=20
+work=$(mktemp -d "${TMPDIR:-/tmp}/gdt-gpu-check.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+echo
+echo "== gdt synth --packed: 64 synthetic records of up to 6 s (257 mels), no FFmpeg"
+"$GDT" synth --packed -o "$work/ds" --count 64 --max-seconds 6 --seed 1
+
+summarise() { # log.jsonl label min_clips_per_s
+  "$PYTHON" - "$@" <<'PY'
+import json, sys
+path, label, need = sys.argv[1], sys.argv[2], float(sys.argv[3])
+rs = [json.loads(l) for l in open(path)]
+steady = [r for r in rs if r["step"] > 20]
+t = sum(r["step_seconds"] for r in steady)
+rate = sum(r["clips_per_s"] * r["step_seconds"] for r in steady) / t
+wait = sum(r["data_wait"] * r["step_seconds"] for r in steady) / t
+mem = [r["gpu_memory_mib"] for r in rs if r["gpu_memory_mib"] is not None]
+early = [r["gpu_memory_mib"] for r in rs if r["step"] == 50 and r["gpu_memory_mib"] is not None]
+growth = (mem[-1] - early[0]) if mem and early else None
+print(f"{label}: {rate:.1f} clips/s over steps 21-{rs[-1]['step']}, "
+      f"{1000 * t / len(steady):.1f} ms/step, data wait {100 * wait:.2f}% of step time, "
+      f"loss {rs[0]['loss']:.3f} -> {rs[-1]['loss']:.3f}")
+if mem:
+    print(f"{label}: GPU memory peak {max(mem):.0f} MiB; step 50 -> last: "
+          + (f"{growth:+.0f} MiB" if growth is not None else "n/a"))
+else:
+    print(f"{label}: GPU memory not reported (no NVML)")
+failed = []
+if rate < need: failed.append(f"{rate:.1f} clips/s is below the {need:.0f} target")
+if wait >= 0.02: failed.append(f"data wait {100 * wait:.2f}% is not under 2%")
+if growth is not None and growth > 256: failed.append(f"memory grew by {growth:.0f} MiB after step 50")
+for f in failed: print(f"{label}: FAILED: {f}")
+sys.exit(1 if failed else 0)
+PY
+}
+
+echo
+echo "== gdt train: full R(2+1)D-18 + ResNet-9, 8 records x 4 views = 32 clips/step, $STEPS steps, bf16, channels-last-3d"
+"$GDT" train "$work/ds" --run-dir "$work/run" --device cuda --steps "$STEPS" -q \
+  --set data.batch_size=8 --set optim.warmup_steps=$WARMUP_STEPS --set run.checkpoint_every="$STEPS"
+status=0
+summarise "$work/run/log.jsonl" "bf16 channels-last" 300 || status=1
+
+echo
+echo "== the same with the default NCDHW layout, 60 steps (for comparison; no target)"
+"$GDT" train "$work/ds" --run-dir "$work/run-ncdhw" --device cuda --steps 60 -q \
+  --set data.batch_size=8 --set optim.warmup_steps=$WARMUP_STEPS --set run.checkpoint_every=60 \
+  --set run.channels_last=off --set run.plot=false
+summarise "$work/run-ncdhw/log.jsonl" "bf16 NCDHW" 0 || true
+
+echo
+echo "== resume on the GPU: 10 more steps from the 200-step checkpoint"
+"$GDT" train --run-dir "$work/run" --resume --steps $((STEPS + 10)) -q --set run.plot=false
+
+if [ "$status" -ne 0 ]; then
+  echo "gpu-check: training missed a target (see FAILED lines)"
+  exit 1
+fi
 echo
 echo "gpu-check: all checks passed"

@@ -32,8 +32,9 @@ pub enum Command {
     /// Benchmarks: `gdt bench load DATASET` measures loader throughput against on-the-fly
     /// decoding and a decompress-and-copy floor.
     Bench(BenchArgs),
-    /// [not built yet] Train GDT encoders on a packed dataset (CUDA when present).
-    Train(Unbuilt),
+    /// Train GDT encoders on a packed dataset (CUDA when present): checkpoints, a JSONL log
+    /// and a plot go to the run directory.
+    Train(TrainArgs),
     /// [not built yet] Retrieval and probe evaluation of a trained checkpoint.
     Eval(Unbuilt),
     /// Show what this build can do: FFmpeg, libtorch, CUDA and cuDNN.
@@ -46,6 +47,48 @@ pub enum Command {
 pub struct Unbuilt {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
     pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Config keys (TOML sections, all optional): steps, seed, device, dataset; \
+[data] batch_size shifts reversal clip crop scale_min scale_max color_jitter threads prefetch min_gap strict; \
+[model] width head_dropout; [loss] preset factors pairs temperature detach_keys; \
+[optim] lr momentum weight_decay warmup_steps decay; \
+[run] checkpoint_every keep_checkpoints bf16 channels_last plot. \
+The run directory keeps the resolved config as config.toml."
+)]
+pub struct TrainArgs {
+    /// Packed dataset (overrides `dataset` in the config).
+    pub dataset: Option<PathBuf>,
+    /// Run directory: config.toml, log.jsonl, checkpoints/, plot.png.
+    #[arg(long, short)]
+    pub run_dir: PathBuf,
+    /// TOML config file.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// A named GDT experiment (see --list-presets); overrides the config's `loss.preset`.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Total optimizer steps (with --resume: train up to this many).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Any config key: `--set optim.lr=0.05 --set loss.factors.flip=distinct`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Continue the run directory's latest checkpoint with its saved config (plus --steps,
+    /// --device and --set).
+    #[arg(long)]
+    pub resume: bool,
+    /// Print the presets and exit.
+    #[arg(long)]
+    pub list_presets: bool,
+    /// No progress bar (one line per checkpoint instead).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,35 @@ pub fn report() -> DeviceReport {
     }
 }
 
+/// Turns `auto`, `cpu`, `cuda` or `cuda:N` into a device, refusing CUDA that is not there
+/// rather than quietly training on the CPU.
+pub fn parse_device(name: &str) -> Result<Device, String> {
+    let cuda_count = tch::Cuda::device_count();
+    let cuda = |i: usize| {
+        if (i as i64) < cuda_count {
+            Ok(Device::Cuda(i))
+        } else if cuda_count == 0 {
+            Err(format!(
+                "`{name}` was asked for, but libtorch sees no CUDA device in this process \
+                 (`gdt info` shows what this build and machine provide); use --device cpu"
+            ))
+        } else {
+            Err(format!(
+                "`{name}` was asked for, but there are only {cuda_count} CUDA devices"
+            ))
+        }
+    };
+    match name {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => cuda(0),
+        _ => match name.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(i)) => cuda(i),
+            _ => Err(format!("unknown device `{name}`; use auto, cpu, cuda or cuda:N")),
+        },
+    }
+}
+
 /// The outcome of running a small 3-D convolution forward and backward on one device.
 #[derive(Clone, Debug, Serialize)]
 pub struct SmokeTest {
@@ -88,6 +117,18 @@ mod tests {
     fn cpu_smoke_test_matches_the_f64_reference() {
         let r = smoke_test(Device::Cpu).unwrap();
         assert!(r.max_abs_error < 1e-3, "{r:?}");
+    }
+
+    #[test]
+    fn device_names_parse_and_missing_cuda_is_refused() {
+        assert_eq!(parse_device("cpu"), Ok(Device::Cpu));
+        assert!(parse_device("gpu").unwrap_err().contains("auto, cpu, cuda"));
+        assert!(parse_device("cuda:x").is_err());
+        if !tch::Cuda::is_available() {
+            assert_eq!(parse_device("auto"), Ok(Device::Cpu));
+            assert!(parse_device("cuda").unwrap_err().contains("no CUDA device"));
+            assert!(parse_device("cuda:1").unwrap_err().contains("no CUDA device"));
+        }
     }
 
     #[test]

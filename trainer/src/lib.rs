@@ -1,9 +1,40 @@
-//! GDT training on libtorch through tch.
+//! GDT training on libtorch through tch: the encoders, the generalised contrastive loss from a
+//! declarative spec, and the training loop fed by the `pipeline` loader.
 //!
-//! So far: [`device`], what libtorch sees and a smoke test per device. The models (R(2+1)D-18,
-//! ResNet-9), the GDT-NCE loss and the training loop are tracked as separate work; see
-//! ARCHITECTURE.md.
+//! - [`spec`]: which factors are invariant or distinct, presets, the c and w masks;
+//! - [`gdt_loss`]: GDT-NCE from those masks;
+//! - [`r2plus1d`], [`resnet9`], [`head`], [`model`]: R(2+1)D-18, ResNet-9, projection heads;
+//!   [`layers`] holds the reference's initialisation;
+//! - [`train`]: the loop; [`config`], [`schedule`], [`sgd`], [`checkpoint`], [`run_log`],
+//!   [`plot`], [`input`] (batch upload), [`precision`] (bf16 autocast),
+//!   [`gpu_memory`], [`device`].
+//!
+//! ```no_run
+//! use gdt_trainer::{config::TrainConfig, train};
+//! let mut cfg = TrainConfig::from_toml("steps = 100\n[model]\nwidth = 0.25\n", "inline", &[]).unwrap();
+//! cfg.dataset = Some("packed/".into());
+//! let resolved = cfg.resolve().unwrap();
+//! let summary = train::train(&resolved, "runs/demo".as_ref(), false, &mut train::Silent).unwrap();
+//! println!("loss {:.3} at {:.0} clips/s", summary.final_loss, summary.clips_per_s);
+//! ```
 
+pub mod checkpoint;
+pub mod config;
 pub mod device;
+pub mod gdt_loss;
+pub mod gpu_memory;
+pub mod head;
+pub mod input;
+pub mod layers;
+pub mod model;
+pub mod plot;
+pub mod precision;
+pub mod r2plus1d;
+pub mod resnet9;
+pub mod run_log;
+pub mod schedule;
+pub mod sgd;
+pub mod spec;
+pub mod train;
 
 pub use tch;

@@ -6,6 +6,7 @@ mod inspect;
 mod pack;
 mod preview;
 mod synth;
+mod train;
 mod verify;
 
 use anyhow::Result;
@@ -22,7 +23,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
         Command::Verify(args) => verify::run(args),
         Command::Preview(args) => preview::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::Train(_) => Ok(not_built("train", "GDT training")),
+        Command::Train(args) => train::run(args),
         Command::Eval(_) => Ok(not_built("eval", "evaluation")),
     }
 }

@@ -1,0 +1,150 @@
+//! `gdt train` as a user runs it: a small CPU run over `gdt synth --packed`, its run directory,
+//! `--resume`, and the errors a user can provoke.
+
+mod common;
+use common::{gdt, text};
+
+/// Small geometry and model so a CPU run takes seconds.
+const SMALL: [&str; 16] = [
+    "--set",
+    "data.batch_size=3",
+    "--set",
+    "data.clip=8",
+    "--set",
+    "data.crop=32",
+    "--set",
+    "data.scale_min=36",
+    "--set",
+    "data.scale_max=44",
+    "--set",
+    "model.width=0.0625",
+    "--set",
+    "run.checkpoint_every=2",
+    "--set",
+    "optim.warmup_steps=1",
+];
+
+#[test]
+fn train_writes_a_run_directory_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("ds");
+    let d = ds.to_str().unwrap();
+    let o = gdt(&[
+        "synth",
+        "--packed",
+        "-o",
+        d,
+        "--count",
+        "6",
+        "--max-seconds",
+        "2",
+        "--mels",
+        "40",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let run = dir.path().join("run");
+    let r = run.to_str().unwrap();
+
+    let mut args = vec![
+        "train",
+        d,
+        "--run-dir",
+        r,
+        "--device",
+        "cpu",
+        "--steps",
+        "3",
+        "--preset",
+        "ts-distinct",
+        "-q",
+    ];
+    args.extend(SMALL);
+    let o = gdt(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("trained to step 3: loss"), "{out}");
+    assert!(
+        out.contains("distinct: sample, shift; pairs: cross-modal"),
+        "{out}"
+    );
+    for f in [
+        "config.toml",
+        "log.jsonl",
+        "plot.png",
+        "checkpoints/step-00000002/model.safetensors",
+        "checkpoints/step-00000003/state.json",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        config.contains("preset = \"ts-distinct\"") && config.contains("shifts = 2"),
+        "{config}"
+    );
+    let lines = std::fs::read_to_string(run.join("log.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    for key in ["step", "loss", "lr", "clips_per_s", "data_wait", "gpu_memory_mib"] {
+        assert!(first.get(key).is_some(), "log lacks {key}: {first}");
+    }
+
+    // Starting over in the same directory is refused; --resume continues to the new total.
+    let o = gdt(&args);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("--resume"), "{}", text(&o));
+    let o = gdt(&["train", "--run-dir", r, "--resume", "--steps", "5", "-q"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("resuming at step 3 of 5"), "{}", text(&o));
+    let steps: Vec<u64> = std::fs::read_to_string(run.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, [1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn train_refuses_bad_requests_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path().join("run");
+    let r = r.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--preset", "byol"], "unknown preset `byol`"),
+        (
+            &["--set", "loss.factors.hue=distinct"],
+            "known factors: sample, modality",
+        ),
+        (&["--set", "optim.learning_rate=1"], "learning_rate"),
+        (
+            &["--set", "loss.preset=ts-distinct", "--set", "data.shifts=1"],
+            "one time shift",
+        ),
+        (&["--device", "tpu"], "unknown device `tpu`"),
+    ];
+    for (extra, want) in cases {
+        let mut args = vec!["train", "missing-dataset", "--run-dir", r];
+        args.extend(extra);
+        let o = gdt(&args);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}");
+        assert!(text(&o).contains(want), "{extra:?}: {}", text(&o));
+    }
+    let o = gdt(&["train", "missing-dataset", "--run-dir", r, "--device", "cpu"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("missing-dataset"), "{}", text(&o));
+    let info = text(&gdt(&["info"]));
+    let no_cuda = info
+        .lines()
+        .any(|l| l.trim_start().starts_with("cuda ") && l.trim_end().ends_with("no"));
+    if no_cuda {
+        let o = gdt(&["train", "missing-dataset", "--run-dir", r, "--device", "cuda"]);
+        assert!(text(&o).contains("no CUDA device"), "{}", text(&o));
+    }
+    let o = gdt(&["train", "--list-presets", "--run-dir", r]);
+    assert!(o.status.success());
+    for p in ["simclr", "cross-modal", "tr-distinct-ts-invariant"] {
+        assert!(text(&o).contains(p), "{}", text(&o));
+    }
+}

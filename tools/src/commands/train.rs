@@ -1,0 +1,147 @@
+//! `gdt train`: config file + flags -> a resolved config -> the trainer, with a progress bar.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use gdt_trainer::config::TrainConfig;
+use gdt_trainer::run_log::StepRecord;
+use gdt_trainer::spec::{TransformSpec, PRESET_NAMES};
+use gdt_trainer::train::{self, Observer, RunInfo};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::TrainArgs;
+
+pub fn run(args: TrainArgs) -> Result<i32> {
+    if args.list_presets {
+        for name in PRESET_NAMES {
+            let p = TransformSpec::preset(name)?;
+            println!(
+                "{name:<26} {} ({}; {} shift(s){})",
+                p.about,
+                p.spec,
+                p.shifts,
+                if p.reversal { ", reversed views" } else { "" }
+            );
+        }
+        return Ok(0);
+    }
+    let mut cfg = if args.resume {
+        if args.config.is_some() || args.preset.is_some() {
+            bail!(
+                "--resume continues with the run's saved config; change it with --set, --steps or --device"
+            );
+        }
+        let mut saved = train::run_config(&args.run_dir)
+            .with_context(|| format!("resuming {}", args.run_dir.display()))?;
+        if !args.overrides.is_empty() {
+            saved = TrainConfig::from_toml(&saved.to_toml(), "saved config", &args.overrides)?;
+        }
+        saved
+    } else {
+        let mut overrides = args.overrides.clone();
+        if let Some(p) = &args.preset {
+            overrides.push(format!("loss.preset={p}"));
+        }
+        TrainConfig::load(args.config.as_deref(), &overrides)?
+    };
+    if let Some(d) = &args.dataset {
+        cfg.dataset = Some(d.clone());
+    }
+    if let Some(s) = args.steps {
+        cfg.steps = s;
+    }
+    if let Some(d) = &args.device {
+        cfg.device = d.clone();
+    }
+    let resolved = cfg.resolve()?;
+    let mut observer = Progress {
+        bar: None,
+        quiet: args.quiet,
+    };
+    let summary = train::train(&resolved, &args.run_dir, args.resume, &mut observer)
+        .with_context(|| format!("training into {}", args.run_dir.display()))?;
+    if let Some(bar) = observer.bar.take() {
+        bar.finish_and_clear();
+    }
+    println!(
+        "trained to step {}: loss {:.4}, {:.1} clips/s, data wait {:.1}%{}",
+        summary.steps,
+        summary.final_loss,
+        summary.clips_per_s,
+        100.0 * summary.data_wait,
+        summary
+            .peak_gpu_memory_mib
+            .map(|m| format!(", peak GPU memory {m:.0} MiB"))
+            .unwrap_or_default()
+    );
+    println!("checkpoint {}", summary.checkpoint.display());
+    if let Some(p) = &summary.plot {
+        println!("plot {}", p.display());
+    }
+    if !summary.skipped_records.is_empty() {
+        println!(
+            "{} record read(s) failed and were skipped:",
+            summary.skipped_records.len()
+        );
+        for e in &summary.skipped_records {
+            println!("  {e}");
+        }
+    }
+    Ok(0)
+}
+
+struct Progress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+}
+
+impl Observer for Progress {
+    fn started(&mut self, info: &RunInfo) {
+        eprintln!(
+            "training {} parameters on {} ({}{}), {} clips per step, spec: {}",
+            info.parameters,
+            info.device,
+            if info.bf16 { "bf16 autocast" } else { "f32" },
+            if info.channels_last {
+                ", channels-last-3d"
+            } else {
+                ""
+            },
+            info.clips_per_batch,
+            info.spec
+        );
+        if info.start_step > 0 {
+            eprintln!("resuming at step {} of {}", info.start_step, info.total_steps);
+        }
+        if !self.quiet {
+            let bar = ProgressBar::new(info.total_steps).with_position(info.start_step);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]")
+                    .expect("valid template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(500));
+            self.bar = Some(bar);
+        }
+    }
+
+    fn step(&mut self, r: &StepRecord) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(r.step);
+            bar.set_message(format!(
+                "loss {:.4}  {:.1} clips/s  data wait {:.1}%",
+                r.loss,
+                r.clips_per_s,
+                100.0 * r.data_wait
+            ));
+        }
+    }
+
+    fn checkpoint(&mut self, step: u64, dir: &Path) {
+        let line = format!("checkpoint at step {step}: {}", dir.display());
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+}

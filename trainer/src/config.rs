@@ -1,0 +1,393 @@
+//! The training configuration: a TOML file, command-line overrides on top, and the resolved
+//! form a run directory keeps (`config.toml`), so a run can be repeated or resumed from its
+//! directory alone.
+//!
+//! Every section and key is optional; unknown keys are errors (a typo must not silently train
+//! the default). Overrides are `section.key=value`, with `value` read as a TOML value (a bare
+//! word that is not one is taken as a string): `--set optim.lr=0.05 --set loss.preset=simclr`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::ModelConfig;
+use crate::schedule::Decay;
+use crate::spec::{Pairs, Preset, SpecError, TransformSpec, DEFAULT_PRESET};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("override `{0}`: expected section.key=value")]
+    Override(String),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// The packed dataset (the command line's positional argument wins).
+    pub dataset: Option<PathBuf>,
+    pub seed: u64,
+    /// Optimizer steps in the whole run (a resumed run continues up to this).
+    pub steps: u64,
+    /// `auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub loss: LossConfig,
+    pub optim: OptimConfig,
+    pub run: RunConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            dataset: None,
+            seed: 0,
+            steps: 1000,
+            device: "auto".into(),
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            loss: LossConfig::default(),
+            optim: OptimConfig::default(),
+            run: RunConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Records per batch (each gives `shifts x (1 + reversal)` views).
+    pub batch_size: usize,
+    /// Time shifts per record; unset: the preset's.
+    pub shifts: Option<usize>,
+    /// Reversed views; unset: the preset's.
+    pub reversal: Option<bool>,
+    /// Frames per clip.
+    pub clip: usize,
+    /// Output crop side.
+    pub crop: u32,
+    /// Scale jitter range of the short side before the crop.
+    pub scale_min: f32,
+    pub scale_max: f32,
+    /// Colour jitter strength (brightness, contrast, saturation), or none.
+    pub color_jitter: Option<f32>,
+    /// Loader worker threads; unset: every core.
+    pub threads: Option<usize>,
+    pub prefetch: usize,
+    /// Minimum distance between a record's time shifts, frames.
+    pub min_gap: usize,
+    /// Fail on a damaged record instead of skipping it.
+    pub strict: bool,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            batch_size: 8,
+            shifts: None,
+            reversal: None,
+            clip: 30,
+            crop: 112,
+            scale_min: 128.0,
+            scale_max: 160.0,
+            color_jitter: None,
+            threads: None,
+            prefetch: 4,
+            min_gap: 0,
+            strict: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossConfig {
+    /// A named experiment (see `gdt train --list-presets`); unset with no `factors`: the default.
+    pub preset: Option<String>,
+    /// Factor -> `invariant` | `distinct`, applied on top of the preset.
+    pub factors: BTreeMap<String, String>,
+    /// `cross-modal` | `all`; unset: the preset's.
+    pub pairs: Option<String>,
+    pub temperature: f64,
+    /// Gradients through the query side only, as the reference code does.
+    pub detach_keys: bool,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig {
+            preset: None,
+            factors: BTreeMap::new(),
+            pairs: None,
+            temperature: 0.07,
+            detach_keys: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub warmup_steps: u64,
+    pub decay: Decay,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 1e-5,
+            warmup_steps: 100,
+            decay: Decay::Constant,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Switch {
+    /// On for CUDA, off for the CPU.
+    Auto,
+    On,
+    Off,
+}
+
+impl Switch {
+    pub fn on(self, cuda: bool) -> bool {
+        match self {
+            Switch::Auto => cuda,
+            Switch::On => true,
+            Switch::Off => false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Write a checkpoint every this many steps (and always at the end).
+    pub checkpoint_every: u64,
+    /// Checkpoints kept; older ones are deleted once a newer one is complete.
+    pub keep_checkpoints: usize,
+    /// bf16 autocast (CUDA only).
+    pub bf16: Switch,
+    /// Channels-last-3d input and conv weights (CUDA only by default).
+    pub channels_last: Switch,
+    /// Write `plot.png` at the end of the run.
+    pub plot: bool,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            checkpoint_every: 500,
+            keep_checkpoints: 3,
+            bf16: Switch::Auto,
+            channels_last: Switch::Auto,
+            plot: true,
+        }
+    }
+}
+
+/// A config's spec and layout after presets and overrides, checked against each other.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub config: TrainConfig,
+    pub spec: TransformSpec,
+    pub shifts: usize,
+    pub reversal: bool,
+}
+
+/// Finite and above zero (NaN is neither).
+fn positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
+}
+
+impl TrainConfig {
+    /// Reads a TOML file (or nothing) and applies `section.key=value` overrides.
+    pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<TrainConfig, ConfigError> {
+        let (text, origin) = match file {
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?,
+                p.display().to_string(),
+            ),
+            None => (String::new(), "config".to_string()),
+        };
+        Self::from_toml(&text, &origin, overrides)
+    }
+
+    pub fn from_toml(text: &str, origin: &str, overrides: &[String]) -> Result<TrainConfig, ConfigError> {
+        let parse_err = |origin: &str, e: &dyn std::fmt::Display| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string().trim().to_string(),
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_err(origin, &e))?;
+        for o in overrides {
+            let (key, value) = o
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Override(o.clone()))?;
+            let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.to_string()));
+            let mut at = &mut table;
+            let parts: Vec<&str> = key.trim().split('.').collect();
+            for part in &parts[..parts.len() - 1] {
+                at = at
+                    .entry(part.to_string())
+                    .or_insert_with(|| toml::Value::Table(Default::default()))
+                    .as_table_mut()
+                    .ok_or_else(|| ConfigError::Override(o.clone()))?;
+            }
+            at.insert(parts[parts.len() - 1].to_string(), value);
+        }
+        let origin = if overrides.is_empty() {
+            origin.to_string()
+        } else {
+            format!("{origin} with overrides")
+        };
+        table.try_into().map_err(|e| parse_err(&origin, &e))
+    }
+
+    /// Applies the preset, checks the spec against the view layout and the numbers against
+    /// their ranges, and fills every `None` with the value used.
+    pub fn resolve(mut self) -> Result<Resolved, ConfigError> {
+        // Factors without a preset start from the basecase spec on the loader's default layout.
+        let (preset_name, layout) = match (&self.loss.preset, self.loss.factors.is_empty()) {
+            (Some(p), _) => (p.clone(), None),
+            (None, true) => (DEFAULT_PRESET.to_string(), None),
+            (None, false) => ("cross-modal".to_string(), Some((2, true))),
+        };
+        let Preset {
+            spec,
+            shifts,
+            reversal,
+            ..
+        } = TransformSpec::preset(&preset_name)?;
+        let (shifts, reversal) = layout.unwrap_or((shifts, reversal));
+        let mut factors = spec.to_map();
+        factors.extend(self.loss.factors.clone());
+        let pairs = match &self.loss.pairs {
+            Some(p) => Pairs::parse(p)?,
+            None => spec.pairs,
+        };
+        let spec = TransformSpec::new(&factors, pairs)?;
+        let shifts = *self.data.shifts.get_or_insert(shifts);
+        let reversal = *self.data.reversal.get_or_insert(reversal);
+        spec.check_layout(shifts, reversal)?;
+        self.loss.preset = Some(preset_name);
+        self.loss.factors = spec.to_map();
+        self.loss.pairs = Some(pairs.name().to_string());
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.steps == 0 {
+            return bad("steps must be at least 1");
+        }
+        if !positive(self.loss.temperature) {
+            return bad("loss.temperature must be positive");
+        }
+        if !positive(self.model.width) {
+            return bad("model.width must be positive");
+        }
+        if !positive(self.optim.lr) {
+            return bad("optim.lr must be positive");
+        }
+        if self.run.checkpoint_every == 0 {
+            return bad("run.checkpoint_every must be at least 1");
+        }
+        Ok(Resolved {
+            config: self,
+            spec,
+            shifts,
+            reversal,
+        })
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("the config serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Factor;
+
+    #[test]
+    fn default_is_the_papers_best_preset_with_four_views() {
+        let r = TrainConfig::default().resolve().unwrap();
+        assert_eq!((r.shifts, r.reversal), (2, true));
+        assert_eq!(
+            r.spec.distinct(),
+            [Factor::Sample, Factor::Shift, Factor::Reversal]
+        );
+        assert_eq!(r.config.loss.preset.as_deref(), Some(DEFAULT_PRESET));
+    }
+
+    #[test]
+    fn file_overrides_and_factors_combine() {
+        let text = "steps = 10\n[loss]\npreset = \"tr-distinct\"\n[loss.factors]\nflip = \"distinct\"\n";
+        let c = TrainConfig::from_toml(
+            text,
+            "t.toml",
+            &["optim.lr=0.5".into(), "data.batch_size=3".into()],
+        )
+        .unwrap();
+        assert_eq!((c.steps, c.optim.lr, c.data.batch_size), (10, 0.5, 3));
+        let r = c.resolve().unwrap();
+        assert_eq!(
+            r.spec.distinct(),
+            [Factor::Sample, Factor::Reversal, Factor::Flip]
+        );
+        assert_eq!((r.shifts, r.reversal), (1, true));
+        // The resolved config round-trips and resolves to the same spec.
+        let again = TrainConfig::from_toml(&r.config.to_toml(), "resolved", &[])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(again.spec, r.spec);
+        assert_eq!(again.config, r.config);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = TrainConfig::from_toml("[optim]\nlearning_rate = 1\n", "t.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.toml:") && e.contains("learning_rate"), "{e}");
+        let e = TrainConfig::from_toml("", "t.toml", &["optim".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("section.key=value"), "{e}");
+        let c = TrainConfig::from_toml("", "t", &["loss.factors.hue=distinct".into()]).unwrap();
+        assert!(c
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("unknown factor `hue`"));
+        let c = TrainConfig::from_toml(
+            "",
+            "t",
+            &["loss.preset=ts-distinct".into(), "data.shifts=1".into()],
+        )
+        .unwrap();
+        assert!(c.resolve().unwrap_err().to_string().contains("one time shift"));
+        let c = TrainConfig::from_toml("", "t", &["loss.temperature=0".into()]).unwrap();
+        assert!(c.resolve().unwrap_err().to_string().contains("temperature"));
+    }
+}

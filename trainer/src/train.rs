@@ -1,0 +1,334 @@
+//! The training loop: loader batches in, SGD steps on the GDT-NCE loss out, with a JSONL log,
+//! checkpoints and a plot in the run directory.
+//!
+//! Each step launches its forward, backward and update (asynchronous on CUDA), then takes the
+//! next batch from the loader and starts its upload while the GPU computes, and only then
+//! reads the loss, which waits for the step to finish. Data wait is the time spent blocked on
+//! the loader inside a step; on a GPU that is fed well it is zero.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use gdt_pipeline::augment::VideoAugment;
+use gdt_pipeline::loader::{LoadError, Loader, LoaderBuilder, LoaderState};
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::checkpoint::{self, CheckpointError, CheckpointState, CHECKPOINT_VERSION};
+use crate::config::{ConfigError, Resolved, TrainConfig};
+use crate::gdt_loss::gdt_nce;
+use crate::gpu_memory::GpuMemory;
+use crate::input::{normalise_video, DeviceBatch};
+use crate::model::{weights_to_channels_last_3d, GdtModel};
+use crate::precision::bf16_autocast;
+use crate::run_log::{self, RunLog, StepRecord};
+use crate::schedule::Schedule;
+use crate::sgd::Sgd;
+use crate::spec::SpecError;
+
+/// The resolved config a run directory keeps.
+pub const CONFIG_FILE: &str = "config.toml";
+pub const PLOT_FILE: &str = "plot.png";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Device(String),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("{0}")]
+    Run(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What a run is about to do, for the caller to show.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    pub device: String,
+    pub start_step: u64,
+    pub total_steps: u64,
+    pub spec: String,
+    pub clips_per_batch: usize,
+    pub parameters: i64,
+    pub bf16: bool,
+    pub channels_last: bool,
+    pub run_dir: PathBuf,
+}
+
+/// Progress callbacks (the command line draws a progress bar with them).
+pub trait Observer {
+    fn started(&mut self, _info: &RunInfo) {}
+    fn step(&mut self, _record: &StepRecord) {}
+    fn checkpoint(&mut self, _step: u64, _dir: &Path) {}
+}
+
+/// An observer that ignores everything (tests, library use).
+pub struct Silent;
+impl Observer for Silent {}
+
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub steps: u64,
+    pub final_loss: f64,
+    /// Mean over the steps of this invocation, first step excluded (it carries start-up).
+    pub clips_per_s: f64,
+    pub data_wait: f64,
+    pub peak_gpu_memory_mib: Option<f64>,
+    pub checkpoint: PathBuf,
+    pub plot: Option<PathBuf>,
+    /// Records the loader skipped as damaged, with the reason (shard and record named).
+    pub skipped_records: Vec<String>,
+}
+
+/// Reads the resolved config a run directory keeps (for `--resume`).
+pub fn run_config(run_dir: &Path) -> Result<TrainConfig, TrainError> {
+    let path = run_dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    Ok(TrainConfig::from_toml(&text, &path.display().to_string(), &[])?)
+}
+
+/// Builds the model a config describes, on `device` (shared with evaluation).
+pub fn build_model(cfg: &TrainConfig, device: Device) -> (nn::VarStore, GdtModel) {
+    tch::manual_seed(cfg.seed as i64);
+    let vs = nn::VarStore::new(device);
+    let model = GdtModel::new(&vs.root(), &cfg.model);
+    (vs, model)
+}
+
+/// Trains from scratch into `run_dir`, or continues its latest checkpoint when `resume`.
+pub fn train(
+    resolved: &Resolved,
+    run_dir: &Path,
+    resume: bool,
+    observer: &mut dyn Observer,
+) -> Result<Summary, TrainError> {
+    let cfg = &resolved.config;
+    let device = crate::device::parse_device(&cfg.device).map_err(TrainError::Device)?;
+    let cuda = device.is_cuda();
+    let bf16 = cfg.run.bf16.on(cuda) && cuda;
+    let channels_last = cfg.run.channels_last.on(cuda);
+    let dataset = cfg.dataset.clone().ok_or_else(|| {
+        TrainError::Run("no dataset: give one on the command line or as `dataset` in the config".into())
+    })?;
+
+    let existing = checkpoint::list(run_dir)?;
+    if !resume && !existing.is_empty() {
+        return Err(TrainError::Run(format!(
+            "{} already holds checkpoints; continue it with --resume or choose another run directory",
+            run_dir.display()
+        )));
+    }
+    // Where to start, read before anything is written: a failure below leaves no trace.
+    let latest = if resume {
+        Some(checkpoint::latest(run_dir)?)
+    } else {
+        None
+    };
+    let (start_step, loader_state) = match &latest {
+        Some(dir) => {
+            let state = checkpoint::read_state(dir)?;
+            (state.step, state.loader)
+        }
+        None => (0, LoaderState { epoch: 0, batch: 0 }),
+    };
+    let total = cfg.steps;
+    if start_step >= total {
+        return Err(TrainError::Run(format!(
+            "the run is already at step {start_step} of {total}; raise `steps` to train further"
+        )));
+    }
+    let d = &cfg.data;
+    let video_aug = VideoAugment {
+        crop: d.crop,
+        scale_min: d.scale_min,
+        scale_max: d.scale_max,
+        color_jitter: d.color_jitter,
+        ..VideoAugment::default()
+    };
+    let mut builder = LoaderBuilder::new(&dataset)
+        .batch_size(d.batch_size)
+        .views(resolved.shifts, resolved.reversal)
+        .clip(d.clip)
+        .prefetch(d.prefetch)
+        .seed(cfg.seed)
+        .resume(loader_state)
+        // Each epoch yields at least one batch, so this many always covers the steps left.
+        .epochs(total - start_step + 1)
+        .video_augment(video_aug)
+        .min_gap(d.min_gap)
+        .strict(d.strict);
+    if let Some(t) = d.threads {
+        builder = builder.threads(t);
+    }
+    let mut loader = builder.build()?;
+    let views_per_record = loader.shape().views;
+
+    if cuda {
+        // Fixed input shapes: let cuDNN time its algorithms once and keep the fastest.
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
+    let (vs, model) = build_model(cfg, device);
+    if channels_last {
+        weights_to_channels_last_3d(&vs);
+    }
+    let mut sgd = Sgd::new(&vs, cfg.optim.momentum, cfg.optim.weight_decay);
+    if let Some(dir) = &latest {
+        checkpoint::load(dir, &vs, &mut sgd)?;
+    }
+    // Written only once the checkpoint fits the model, so a refused resume leaves it as it was.
+    std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
+    let config_path = run_dir.join(CONFIG_FILE);
+    gdt_formats::atomic_file::write_atomic(&config_path, cfg.to_toml().as_bytes())
+        .map_err(io(&config_path))?;
+    let schedule = Schedule {
+        lr: cfg.optim.lr,
+        warmup_steps: cfg.optim.warmup_steps,
+        decay: cfg.optim.decay,
+        total_steps: total,
+    };
+
+    let mut log = RunLog::open(run_dir, start_step).map_err(io(run_dir))?;
+    let gpu_memory = match device {
+        Device::Cuda(i) => GpuMemory::open(i),
+        _ => None,
+    };
+    observer.started(&RunInfo {
+        device: format!("{device:?}"),
+        start_step,
+        total_steps: total,
+        spec: resolved.spec.to_string(),
+        clips_per_batch: d.batch_size * views_per_record,
+        parameters: vs.trainable_variables().iter().map(|t| t.numel() as i64).sum(),
+        bf16,
+        channels_last,
+        run_dir: run_dir.to_path_buf(),
+    });
+
+    let mut next = Some(fetch(&mut loader, device)?);
+    let (mut final_loss, mut last_checkpoint) = (f64::NAN, None);
+    let (mut clip_rate_sum, mut wait_sum, mut timed_steps, mut peak) = (0.0, 0.0, 0u64, None::<f64>);
+    for step in start_step..total {
+        let t0 = Instant::now();
+        let (batch, state_after) = next.take().expect("fetched before each step");
+        let lr = schedule.lr(step);
+        let masks = resolved.spec.masks(&batch.views)?;
+        let (c, w) = masks.as_f32();
+        let n = masks.n as i64;
+        let c = Tensor::from_slice(&c).reshape([n, n]).to_device(device);
+        let w = Tensor::from_slice(&w).reshape([n, n]).to_device(device);
+
+        let embeddings = bf16_autocast(bf16, || {
+            let video = normalise_video(&batch.video, channels_last);
+            model.forward(&video, &batch.audio, true)
+        });
+        let loss = gdt_nce(
+            &embeddings.to_kind(Kind::Float),
+            &c,
+            &w,
+            cfg.loss.temperature,
+            cfg.loss.detach_keys,
+        );
+        sgd.zero_grad();
+        loss.backward();
+        sgd.step(lr);
+
+        // Overlap: the next batch is taken and its upload queued while the device works.
+        let waited = Instant::now();
+        if step + 1 < total {
+            next = Some(fetch(&mut loader, device)?);
+        }
+        let wait = waited.elapsed().as_secs_f64();
+        let loss_value = loss.double_value(&[]); // waits for the step to finish
+        let seconds = t0.elapsed().as_secs_f64();
+        if !loss_value.is_finite() {
+            return Err(TrainError::Run(format!(
+                "the loss became {loss_value} at step {} (lr {lr}); the last checkpoint is intact",
+                step + 1
+            )));
+        }
+        final_loss = loss_value;
+        let memory = gpu_memory.as_ref().and_then(GpuMemory::used_mib);
+        if let Some(m) = memory {
+            peak = Some(peak.map_or(m, |p: f64| p.max(m)));
+        }
+        let record = StepRecord {
+            step: step + 1,
+            epoch: batch.epoch,
+            batch: batch.index,
+            loss: loss_value,
+            lr,
+            clips_per_s: batch.len() as f64 / seconds,
+            data_wait: wait / seconds,
+            step_seconds: seconds,
+            gpu_memory_mib: memory,
+        };
+        if step > start_step {
+            clip_rate_sum += record.clips_per_s;
+            wait_sum += record.data_wait;
+            timed_steps += 1;
+        }
+        log.append(&record).map_err(io(log.path()))?;
+        observer.step(&record);
+        drop(batch);
+
+        if (step + 1) % cfg.run.checkpoint_every == 0 || step + 1 == total {
+            let state = CheckpointState {
+                version: CHECKPOINT_VERSION,
+                step: step + 1,
+                loader: state_after,
+                config: cfg.to_toml(),
+            };
+            let dir = checkpoint::save(run_dir, &vs, &sgd, &state, cfg.run.keep_checkpoints)?;
+            observer.checkpoint(step + 1, &dir);
+            last_checkpoint = Some(dir);
+        }
+    }
+    let skipped_records = loader.skipped().into_iter().map(|s| s.error).collect();
+    drop(loader);
+
+    let plot = if cfg.run.plot {
+        let records = run_log::read(&run_dir.join(run_log::LOG_FILE)).map_err(io(run_dir))?;
+        let path = run_dir.join(PLOT_FILE);
+        crate::plot::write(&path, &records)
+            .map_err(|e| TrainError::Run(format!("{}: {e}", path.display())))?;
+        Some(path)
+    } else {
+        None
+    };
+    let timed = timed_steps.max(1) as f64;
+    Ok(Summary {
+        steps: total,
+        final_loss,
+        clips_per_s: clip_rate_sum / timed,
+        data_wait: wait_sum / timed,
+        peak_gpu_memory_mib: peak,
+        checkpoint: last_checkpoint.expect("the last step always checkpoints"),
+        plot,
+        skipped_records,
+    })
+}
+
+/// The next batch on the device and the loader position after it (what a checkpoint taken
+/// after training on it must record).
+fn fetch(loader: &mut Loader, device: Device) -> Result<(DeviceBatch, LoaderState), TrainError> {
+    let batch = loader
+        .next()
+        .ok_or_else(|| TrainError::Run("the loader ran out of batches before the last step".into()))??;
+    let state = loader.state();
+    Ok((DeviceBatch::upload(batch, device), state))
+}
