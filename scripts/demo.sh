@@ -29,15 +29,27 @@ step "gdt preview: frames above the spectrogram"
 step "gdt bench load: the loader against on-the-fly decoding and the decompress floor"
 "$GDT" bench load "$OUT/dataset" --sources "$OUT/corpus" --batches 20
 
-step "gdt train: GDT-NCE (distinct to time shift and reversal), a small model for a short demo run"
-# The full model (width 1, 30x112x112 clips) is the default; on a CPU it is far too slow
-# for a demo, so this run shrinks channels, clip length and crop. On CUDA it runs there.
+step "gdt train: GDT-NCE, distinct to time shift and reversal (GPU if present, else a small CPU model)"
+# On CUDA: the full model. On a CPU the full model is far too slow for a demo, so the run
+# shrinks channels, clip length and crop; it still trains the real architecture and loss.
 rm -rf "$OUT/run"
-"$GDT" train "$OUT/dataset" --run-dir "$OUT/run" --steps 40 \
-  --set data.batch_size=4 --set data.clip=16 --set data.crop=64 \
-  --set data.scale_min=72 --set data.scale_max=90 --set model.width=0.125 \
-  --set optim.warmup_steps=5 --set run.checkpoint_every=20
+if "$GDT" info | grep -q '^  cuda *yes'; then
+  "$GDT" train "$OUT/dataset" --run-dir "$OUT/run" --steps 300 \
+    --set optim.warmup_steps=20 --set run.checkpoint_every=100
+else
+  "$GDT" train "$OUT/dataset" --run-dir "$OUT/run" --steps "${GDT_DEMO_STEPS:-150}" \
+    --set data.batch_size=4 --set data.clip=16 --set data.crop=64 \
+    --set data.scale_min=73 --set data.scale_max=91 --set model.width=0.25 \
+    --set optim.lr=0.02 --set loss.temperature=0.1 \
+    --set optim.warmup_steps=20 --set run.checkpoint_every=100
+fi
 
-printf '\nDemo done: dataset in %s/dataset, preview in %s/record0.png, training run in %s/run (plot.png, log.jsonl).\n' "$OUT" "$OUT" "$OUT"
-printf 'Evaluation joins this demo when it is built.\n'
+step "gdt eval: the trained encoders against the same architecture at random initialisation"
+"$GDT" eval --checkpoint "$OUT/run" --data "$OUT/dataset" --compare random --clips 4 -o "$OUT/eval.json"
 
+printf '\nDemo done.\n'
+printf '  dataset       %s/dataset\n' "$OUT"
+printf '  preview       %s/record0.png\n' "$OUT"
+printf '  loss plot     %s/run/plot.png\n' "$OUT"
+printf '  training log  %s/run/log.jsonl\n' "$OUT"
+printf '  evaluation    %s/eval.json\n' "$OUT"

@@ -80,6 +80,11 @@ echo
 echo "== resume on the GPU: 10 more steps from the 200-step checkpoint"
 "$GDT" train --run-dir "$work/run" --resume --steps $((STEPS + 10)) -q --set run.plot=false
 
+echo
+echo "== gdt eval on the GPU: the trained checkpoint against random init (10 clips per record)"
+"$GDT" eval --checkpoint "$work/run" --data "$work/ds" --compare random --device cuda -q \
+  -o "$work/eval.json"
+
 if [ "$status" -ne 0 ]; then
   echo "gpu-check: training missed a target (see FAILED lines)"
   exit 1

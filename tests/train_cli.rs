@@ -104,6 +104,83 @@ fn train_writes_a_run_directory_and_resumes() {
         })
         .collect();
     assert_eq!(steps, [1, 2, 3, 4, 5]);
+
+    // Evaluation of that run against random init, as JSON and as a table.
+    let out = dir.path().join("eval.json");
+    let o = gdt(&[
+        "eval",
+        "--checkpoint",
+        r,
+        "--data",
+        d,
+        "--compare",
+        "random",
+        "--clips",
+        "2",
+        "--few-shot-draws",
+        "1",
+        "--device",
+        "cpu",
+        "-q",
+        "--json",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let reports: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(reports.as_array().unwrap().len(), 2);
+    let (trained, random) = (&reports[0], &reports[1]);
+    assert!(
+        trained["model"].as_str().unwrap().ends_with("step-00000005"),
+        "{trained}"
+    );
+    assert!(random["model"].as_str().unwrap().starts_with("random init"));
+    assert_eq!(trained["records"], 6);
+    for key in [
+        "video_retrieval",
+        "audio_to_video",
+        "video_to_audio",
+        "video_few_shot_top1",
+    ] {
+        assert!(trained[key].is_object(), "{key}");
+    }
+    for key in [
+        "video_knn_top1",
+        "video_linear_top1",
+        "audio_knn_top1",
+        "audio_linear_top1",
+    ] {
+        assert!(trained[key].is_number(), "{key}");
+    }
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(&out).unwrap()).unwrap(),
+        reports
+    );
+    let o = gdt(&[
+        "eval",
+        "--checkpoint",
+        r,
+        "--data",
+        d,
+        "--clips",
+        "2",
+        "--few-shot-draws",
+        "1",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    for row in [
+        "video retrieval R@1",
+        "audio->video R@5",
+        "video 20-shot linear top-1",
+        "synchrony",
+        "direction",
+    ] {
+        assert!(text(&o).contains(row), "table lacks {row}: {}", text(&o));
+    }
+    let o = gdt(&["eval", "--checkpoint", d, "--data", d, "-q"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("no complete checkpoint"), "{}", text(&o));
 }
 
 #[test]

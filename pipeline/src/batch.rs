@@ -62,6 +62,29 @@ pub struct BatchShape {
 }
 
 impl BatchShape {
+    /// The shape of `clip`-frame views of a dataset packed with `params`: the spectrogram
+    /// slice covers the clip's audio (99 frames for one second at the reference settings).
+    pub fn for_dataset(
+        params: &gdt_formats::params::PackParams,
+        views: usize,
+        clip: usize,
+        crop: usize,
+    ) -> BatchShape {
+        let samples = (clip as f64 / params.fps as f64 * params.sample_rate as f64).round() as usize;
+        let (w, h) = (params.window_samples as usize, params.hop_samples as usize);
+        BatchShape {
+            views,
+            clip,
+            crop,
+            mels: params.mels as usize,
+            audio_frames: if samples <= w {
+                1
+            } else {
+                1 + (samples - w).div_ceil(h)
+            },
+        }
+    }
+
     pub fn video_per_view(&self) -> usize {
         3 * self.clip * self.crop * self.crop
     }

@@ -4,7 +4,8 @@
 //!   windows at 30 fps and 24 kHz), `pack` (the parallel, resumable packer).
 //! - Audio features: [`resample`] (rubato), [`spectrogram`] (the reference log-mel).
 //! - Loading: [`sampler`] (epoch order, ranks, time shifts), [`augment`], [`batch`],
-//!   [`loader`]; `baseline` (feature `ffmpeg`) is the on-the-fly reference for benchmarks.
+//!   [`loader`]; `baseline` (feature `ffmpeg`) is the on-the-fly reference for benchmarks;
+//!   [`clips`] reads clips at chosen positions without randomness (evaluation).
 //! - [`synth`]: the synthetic audio-visual corpus (scenes, plans; container files with the
 //!   `ffmpeg` feature, or straight into packed form).
 //!
@@ -21,6 +22,7 @@ pub mod augment;
 #[cfg(feature = "ffmpeg")]
 pub mod baseline;
 pub mod batch;
+pub mod clips;
 #[cfg(feature = "ffmpeg")]
 pub mod decode;
 pub mod loader;

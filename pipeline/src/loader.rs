@@ -33,7 +33,7 @@ use gdt_formats::FormatError;
 
 use crate::augment::{crop_resize, AudioAugment, ResizeScratch, VideoAugment};
 use crate::batch::{Batch, BatchShape, Pool, ViewMeta};
-use crate::sampler::{draw_stream, time_shifts, EpochPlan};
+use crate::sampler::{aligned_audio_start, draw_stream, time_shifts, EpochPlan};
 
 /// The key of the stream a record's time shifts are drawn from (its views use 0, 1, ...).
 const SHIFT_STREAM: u64 = u64::MAX - 1;
@@ -239,22 +239,8 @@ impl LoaderBuilder {
         }
         let ds = Dataset::open(&self.dataset)?;
         let p = &ds.manifest.params;
-        let shape = BatchShape {
-            views: self.shifts * if self.reversal { 2 } else { 1 },
-            clip: self.clip,
-            crop: self.video.crop as usize,
-            mels: p.mels as usize,
-            // Spectrogram frames covering one clip's audio (99 for one second).
-            audio_frames: {
-                let samples = (self.clip as f64 / p.fps as f64 * p.sample_rate as f64).round() as usize;
-                let (w, h) = (p.window_samples as usize, p.hop_samples as usize);
-                if samples <= w {
-                    1
-                } else {
-                    1 + (samples - w).div_ceil(h)
-                }
-            },
-        };
+        let views = self.shifts * if self.reversal { 2 } else { 1 };
+        let shape = BatchShape::for_dataset(p, views, self.clip, self.video.crop as usize);
         if self.video.crop > p.short_side {
             return bad("crop is larger than the stored short side");
         }
@@ -592,24 +578,14 @@ fn add_record(
         stats
             .read_ns
             .fetch_add(clock.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        // The slice aligned with the clip's first frame. Its rounded start and ceil-rounded
-        // length can reach up to two frames (20 ms) past the record's last spectrogram frame
-        // when the clip ends at the record's end; such a slice ends there instead.
-        let aligned = (start as f64 * spec_per_frame).round() as usize;
-        let last_start = (e.spec_frames as usize).saturating_sub(shape.audio_frames);
-        let audio_start = if aligned > last_start && aligned <= last_start + 2 {
-            last_start
-        } else {
-            aligned
-        };
-        if audio_start + shape.audio_frames > e.spec_frames as usize {
-            return Err(err(format!(
-                "spectrogram has {} frames, the clip at frame {start} needs {}..{}",
-                e.spec_frames,
-                audio_start,
-                audio_start + shape.audio_frames
-            )));
-        }
+        let audio_start =
+            aligned_audio_start(start, spec_per_frame, e.spec_frames as usize, shape.audio_frames)
+                .ok_or_else(|| {
+                    err(format!(
+                        "spectrogram has {} frames, too few for the clip at frame {start}",
+                        e.spec_frames
+                    ))
+                })?;
         for reversed in [false, true].into_iter().take(if cfg.reversal { 2 } else { 1 }) {
             let v = (k * if cfg.reversal { 2 } else { 1 } + reversed as usize) as u64;
             let mut rng = draw_stream(cfg.seed, epoch, record as u64, v);

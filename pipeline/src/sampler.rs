@@ -140,3 +140,43 @@ mod tests {
         assert_eq!(out, [0, 0]);
     }
 }
+
+/// The first spectrogram frame of the slice aligned with video frame `start`, given
+/// `per_frame` spectrogram frames per video frame; `None` when the record's spectrogram is too
+/// short for it.
+///
+/// The rounded start and the ceil-rounded slice length can reach up to two frames (20 ms)
+/// past the last spectrogram frame when the clip ends at the record's end; such a slice ends
+/// there instead.
+pub fn aligned_audio_start(
+    start: usize,
+    per_frame: f64,
+    spec_frames: usize,
+    audio_frames: usize,
+) -> Option<usize> {
+    let aligned = (start as f64 * per_frame).round() as usize;
+    let last_start = spec_frames.checked_sub(audio_frames)?;
+    if aligned <= last_start {
+        Some(aligned)
+    } else if aligned <= last_start + 2 {
+        Some(last_start)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod audio_start_tests {
+    use super::aligned_audio_start;
+
+    #[test]
+    fn the_aligned_slice_ends_at_the_record_end_when_rounding_overshoots() {
+        let per = 10.0 / 3.0; // 100 spectrogram frames per second, 30 video frames per second
+        assert_eq!(aligned_audio_start(30, per, 400, 99), Some(100));
+        // Frame 92 of a 359-frame spectrogram with 53-frame slices: aligned 307 overshoots by 1.
+        assert_eq!(aligned_audio_start(92, per, 359, 53), Some(306));
+        // Frame 93: aligned 310, four frames past the last start: the record is too short.
+        assert_eq!(aligned_audio_start(93, per, 359, 53), None);
+        assert_eq!(aligned_audio_start(0, per, 40, 53), None);
+    }
+}

@@ -9,8 +9,7 @@ use clap::{Args, Parser, Subcommand};
     name = "gdt",
     version,
     about = "Pack audio-visual video datasets once, load GDT views at memory speed, train on GPU.",
-    long_about = None,
-    after_help = "Commands marked [not built yet] exit with status 2 and do nothing."
+    long_about = None
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -35,18 +34,11 @@ pub enum Command {
     /// Train GDT encoders on a packed dataset (CUDA when present): checkpoints, a JSONL log
     /// and a plot go to the run directory.
     Train(TrainArgs),
-    /// [not built yet] Retrieval and probe evaluation of a trained checkpoint.
-    Eval(Unbuilt),
+    /// Evaluate a checkpoint's frozen features: retrieval, kNN and linear probes (full and
+    /// few-shot), audio probes, synchrony and direction.
+    Eval(EvalArgs),
     /// Show what this build can do: FFmpeg, libtorch, CUDA and cuDNN.
     Info(InfoArgs),
-}
-
-/// Arguments of a command that does not exist yet: taken whole, so that any invocation gets
-/// the same plain "not built yet" answer instead of a usage error.
-#[derive(Debug, Args)]
-pub struct Unbuilt {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +79,38 @@ pub struct TrainArgs {
     #[arg(long)]
     pub list_presets: bool,
     /// No progress bar (one line per checkpoint instead).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A run directory (its newest checkpoint) or a checkpoint directory.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Packed dataset with train/test splits (records without one: every fourth is test).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// A second model side by side: another run or checkpoint, or `random` for the same
+    /// architecture at random initialisation.
+    #[arg(long)]
+    pub compare: Option<String>,
+    /// Uniformly spaced clips per record, features averaged.
+    #[arg(long, default_value_t = 10)]
+    pub clips: usize,
+    /// Draws averaged per few-shot setting.
+    #[arg(long, default_value_t = 5)]
+    pub few_shot_draws: usize,
+    /// auto, cpu, cuda or cuda:N (default: the run's).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON here.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
 }

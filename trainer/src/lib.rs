@@ -5,6 +5,7 @@
 //! - [`gdt_loss`]: GDT-NCE from those masks;
 //! - [`r2plus1d`], [`resnet9`], [`head`], [`model`]: R(2+1)D-18, ResNet-9, projection heads;
 //!   [`layers`] holds the reference's initialisation;
+//! - [`eval`]: retrieval, kNN and linear probes, synchrony and direction probes;
 //! - [`train`]: the loop; [`config`], [`schedule`], [`sgd`], [`checkpoint`], [`run_log`],
 //!   [`plot`], [`input`] (batch upload), [`precision`] (bf16 autocast),
 //!   [`gpu_memory`], [`device`].
@@ -21,6 +22,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod eval;
 pub mod gdt_loss;
 pub mod gpu_memory;
 pub mod head;

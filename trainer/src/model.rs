@@ -61,6 +61,15 @@ impl GdtModel {
         self.audio.forward_t(audio, train)
     }
 
+    /// The video head on encoder features: `[N, 256]`, L2-normalised.
+    pub fn video_head(&self, features: &Tensor, train: bool) -> Tensor {
+        self.video_head.forward_t(features, train)
+    }
+
+    pub fn audio_head(&self, features: &Tensor, train: bool) -> Tensor {
+        self.audio_head.forward_t(features, train)
+    }
+
     /// Embeddings of `N` views: `[2N, 256]`, video rows first, then audio, L2-normalised.
     /// `video`: `[N, 3, T, H, W]` normalised float; `audio`: `[N, 1, mels, frames]`.
     pub fn forward(&self, video: &Tensor, audio: &Tensor, train: bool) -> Tensor {

@@ -1,0 +1,249 @@
+//! Evaluation of frozen features, with the field's protocols: video retrieval (test queries
+//! against the train gallery), cross-modal retrieval, weighted kNN and linear probes (full and
+//! few-shot) on video and audio features, and two probes of what GDT's temporal factors
+//! should teach: synchrony and direction.
+//!
+//! Definitions (all on records of the test split, features from `clips` uniformly spaced clips
+//! per record, centre crop, eval mode):
+//! - *video retrieval R@k*: a test record hits at k when one of its k nearest train records
+//!   (cosine of averaged encoder features) has its label.
+//! - *audio->video R@k*: a test record's audio embedding hits when its own record's video
+//!   embedding is among the k nearest test video embeddings (head space); video->audio alike.
+//! - *synchrony*: for a clip and audio from the same record, the aligned audio scores higher
+//!   (cosine of head embeddings) than audio starting >= 1 s away, at the far half of the record.
+//! - *direction*: a forward clip with its forward audio scores higher than the time-reversed
+//!   clip with the same forward audio.
+//!
+//! A random-initialised model of the same architecture and seed is the reference every figure
+//! should be read against (`gdt eval --compare random`).
+
+pub mod features;
+pub mod metrics;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use gdt_pipeline::clips::ClipReader;
+use serde::Serialize;
+use tch::{Device, Tensor};
+
+use crate::checkpoint;
+use crate::config::TrainConfig;
+use crate::train::{build_model, TrainError};
+use features::Counts;
+use metrics::{knn_top1, linear_probe, recall_at};
+
+pub const RETRIEVAL_KS: [usize; 4] = [1, 5, 10, 20];
+pub const CROSS_MODAL_KS: [usize; 3] = [1, 5, 10];
+pub const FEW_SHOTS: [usize; 3] = [1, 5, 20];
+pub const KNN_K: usize = 20;
+
+/// Which weights to evaluate.
+#[derive(Clone, Debug)]
+pub enum Weights {
+    /// A checkpoint directory (`RUN/checkpoints/step-N`).
+    Checkpoint(PathBuf),
+    /// The architecture of a config, freshly initialised with its seed.
+    RandomInit,
+}
+
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    pub clips: usize,
+    pub device: Device,
+    /// Draws averaged per few-shot setting.
+    pub few_shot_draws: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    pub model: String,
+    pub dataset: String,
+    pub records: usize,
+    pub train_records: usize,
+    pub test_records: usize,
+    pub classes: usize,
+    pub clips_per_record: usize,
+    /// "R@1" ... "R@20".
+    pub video_retrieval: BTreeMap<String, f64>,
+    pub audio_to_video: BTreeMap<String, f64>,
+    pub video_to_audio: BTreeMap<String, f64>,
+    pub video_knn_top1: f64,
+    pub video_linear_top1: f64,
+    /// Shots per class ("1", "5", "20") -> linear probe top-1, averaged over draws.
+    pub video_few_shot_top1: BTreeMap<String, f64>,
+    pub audio_knn_top1: f64,
+    pub audio_linear_top1: f64,
+    pub sync: Counts,
+    pub sync_accuracy: Option<f64>,
+    pub direction: Counts,
+    pub direction_accuracy: Option<f64>,
+}
+
+/// Finds the checkpoint a path names (a run directory means its newest) and the config that
+/// trained it.
+pub fn resolve_checkpoint(path: &Path) -> Result<(PathBuf, TrainConfig), TrainError> {
+    let dir = if path.join("state.json").is_file() {
+        path.to_path_buf()
+    } else {
+        checkpoint::latest(path)?
+    };
+    let state = checkpoint::read_state(&dir)?;
+    let origin = dir.join("state.json").display().to_string();
+    Ok((dir, TrainConfig::from_toml(&state.config, &origin, &[])?))
+}
+
+/// Which records are test records: the dataset's split when it has one, else every fourth.
+fn split(reader: &ClipReader) -> (Vec<usize>, Vec<usize>) {
+    let recs = reader.records();
+    let has_split = recs.iter().any(|r| r.split.is_some());
+    let is_test = |i: usize| match &recs[i].split {
+        Some(s) => s == "test" || s == "val" || s == "validation",
+        None => !has_split && i % 4 == 3,
+    };
+    (0..recs.len()).partition(|&i| !is_test(i))
+}
+
+pub fn evaluate(
+    cfg: &TrainConfig,
+    weights: &Weights,
+    dataset: &Path,
+    opts: &EvalOptions,
+    progress: impl FnMut(usize, usize),
+) -> Result<EvalReport, TrainError> {
+    let (vs, model) = build_model(cfg, opts.device);
+    let name = match weights {
+        Weights::Checkpoint(dir) => {
+            checkpoint::load_model(dir, &vs)?;
+            dir.display().to_string()
+        }
+        Weights::RandomInit => format!("random init (seed {})", cfg.seed),
+    };
+    let channels_last = cfg.run.channels_last.on(opts.device.is_cuda());
+    if channels_last {
+        crate::model::weights_to_channels_last_3d(&vs);
+    }
+    let mut reader = ClipReader::open(dataset, cfg.data.clip, cfg.data.crop)?;
+    let (train, test) = split(&reader);
+    let is_test: Vec<bool> = {
+        let mut v = vec![false; reader.records().len()];
+        test.iter().for_each(|&i| v[i] = true);
+        v
+    };
+    let f = features::extract(
+        &model,
+        &mut reader,
+        opts.clips,
+        opts.device,
+        channels_last,
+        |r| is_test[r],
+        progress,
+    )?;
+
+    let labels: Vec<Option<u32>> = reader.records().iter().map(|r| r.label).collect();
+    let classes = labels
+        .iter()
+        .flatten()
+        .map(|&l| l as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let labelled =
+        |idx: &[usize]| -> Vec<usize> { idx.iter().copied().filter(|&i| labels[i].is_some()).collect() };
+    let (ltrain, ltest) = (labelled(&train), labelled(&test));
+    let rows = |t: &Tensor, idx: &[usize]| {
+        t.index_select(
+            0,
+            &Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>()),
+        )
+    };
+    let lab = |idx: &[usize]| -> Vec<u32> { idx.iter().map(|&i| labels[i].expect("labelled")).collect() };
+    let (ytrain, ytest) = (lab(&ltrain), lab(&ltest));
+    let keyed = |ks: &[usize], v: Vec<f64>| ks.iter().zip(v).map(|(k, r)| (format!("R@{k}"), r)).collect();
+
+    let video_retrieval = keyed(
+        &RETRIEVAL_KS,
+        recall_at(
+            &rows(&f.video, &ltest),
+            &rows(&f.video, &ltrain),
+            &RETRIEVAL_KS,
+            |q, g| ytest[q] == ytrain[g],
+        ),
+    );
+    let (tv, ta) = (rows(&f.video_embedding, &test), rows(&f.audio_embedding, &test));
+    let audio_to_video = keyed(
+        &CROSS_MODAL_KS,
+        recall_at(&ta, &tv, &CROSS_MODAL_KS, |q, g| q == g),
+    );
+    let video_to_audio = keyed(
+        &CROSS_MODAL_KS,
+        recall_at(&tv, &ta, &CROSS_MODAL_KS, |q, g| q == g),
+    );
+
+    let probe = |feats: &Tensor| {
+        let (xtr, xte) = (rows(feats, &ltrain), rows(feats, &ltest));
+        (
+            knn_top1(&xtr, &ytrain, &xte, &ytest, KNN_K, classes),
+            linear_probe(&xtr, &ytrain, &xte, &ytest, classes, 0),
+        )
+    };
+    let (video_knn_top1, video_linear_top1) = probe(&f.video);
+    let (audio_knn_top1, audio_linear_top1) = probe(&f.audio);
+
+    let mut video_few_shot_top1 = BTreeMap::new();
+    for shots in FEW_SHOTS {
+        let mut total = 0.0;
+        for draw in 0..opts.few_shot_draws {
+            let picked = few_shot_pick(&ltrain, &ytrain, classes, shots, draw as u64);
+            let y: Vec<u32> = picked.iter().map(|&i| ytrain[i]).collect();
+            let idx: Vec<usize> = picked.iter().map(|&i| ltrain[i]).collect();
+            total += linear_probe(
+                &rows(&f.video, &idx),
+                &y,
+                &rows(&f.video, &ltest),
+                &ytest,
+                classes,
+                draw as i64,
+            );
+        }
+        video_few_shot_top1.insert(shots.to_string(), total / opts.few_shot_draws.max(1) as f64);
+    }
+
+    Ok(EvalReport {
+        model: name,
+        dataset: dataset.display().to_string(),
+        records: labels.len(),
+        train_records: train.len(),
+        test_records: test.len(),
+        classes,
+        clips_per_record: opts.clips,
+        video_retrieval,
+        audio_to_video,
+        video_to_audio,
+        video_knn_top1,
+        video_linear_top1,
+        video_few_shot_top1,
+        audio_knn_top1,
+        audio_linear_top1,
+        sync_accuracy: f.sync.rate(),
+        sync: f.sync,
+        direction_accuracy: f.direction.rate(),
+        direction: f.direction,
+    })
+}
+
+/// Up to `shots` training rows per class, drawn with a seeded shuffle (positions into `labels`).
+fn few_shot_pick(rows: &[usize], labels: &[u32], classes: usize, shots: usize, draw: u64) -> Vec<usize> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(draw));
+    let mut taken = vec![0; classes];
+    order
+        .into_iter()
+        .filter(|&i| {
+            let c = labels[i] as usize;
+            taken[c] += 1;
+            taken[c] <= shots
+        })
+        .collect()
+}
