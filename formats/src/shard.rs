@@ -347,7 +347,9 @@ impl Shard {
             ));
         }
         let index_len = record_count * RECORD_ENTRY_LEN as u64 + blob_count * BLOB_ENTRY_LEN as u64;
-        if index_offset < header_end as u64 || index_offset + index_len + FOOTER_LEN as u64 != len {
+        // Checked: a crafted offset near u64::MAX must not wrap around to a plausible sum.
+        let index_end = index_offset.checked_add(index_len + FOOTER_LEN as u64);
+        if index_offset < header_end as u64 || index_end != Some(len) {
             return Err(FormatError::malformed(
                 path,
                 "index does not fit between header and footer",
@@ -444,7 +446,8 @@ impl Shard {
                 .iter()
                 .enumerate()
             {
-                if blob.offset < header_end || blob.offset + blob.len as u64 > index_offset {
+                let end = blob.offset.checked_add(blob.len as u64);
+                if blob.offset < header_end || end.is_none_or(|e| e > index_offset) {
                     return Err(bad(i, format!("blob {k} lies outside the records region")));
                 }
                 let expected = match k {
