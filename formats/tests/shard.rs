@@ -1,66 +1,14 @@
 //! Shards round-trip exactly, and damage anywhere in one is caught on open or by `verify`.
 
+mod common;
+
 use std::path::Path;
 
+use common::{meta, params, record, write_shard};
 use gdt_formats::field::frames::ChunkDecoder;
-use gdt_formats::field::meta::{AudioOrigin, RecordMeta};
-use gdt_formats::params::{FrameCodec, PackParams};
+use gdt_formats::params::FrameCodec;
 use gdt_formats::shard::{EncodedRecord, Shard, ShardWriter};
 use gdt_formats::FormatError;
-
-fn params() -> PackParams {
-    PackParams {
-        mels: 3,
-        chunk_frames: 4,
-        ..PackParams::default()
-    }
-}
-
-fn meta(i: usize) -> RecordMeta {
-    RecordMeta {
-        source: format!("video-{i}.mp4"),
-        label: Some(format!("class-{}", i % 2)),
-        label_index: Some((i % 2) as u32),
-        split: Some("train".into()),
-        source_duration_s: Some(3.5),
-        source_fps: Some(25.0),
-        source_width: 320,
-        source_height: 240,
-        source_video_codec: "h264".into(),
-        source_audio_codec: Some("aac".into()),
-        source_sample_rate: Some(48_000),
-        source_channels: Some(2),
-        window_start_s: 0.0,
-        window_index: 0,
-        audio: AudioOrigin::Decoded,
-    }
-}
-
-/// Record i: (frames, width, height), pseudo-random pixels so chunks differ.
-fn record(i: usize) -> (Vec<u8>, u32, u32, Vec<f32>, u32) {
-    let (w, h, n) = (6 + i as u32, 4, 9 + i);
-    let frames: Vec<u8> = (0..n * 3 * (w * h) as usize)
-        .map(|k| ((k * 31 + i * 7) % 256) as u8)
-        .collect();
-    let spec_frames = 30 + i as u32;
-    let spec: Vec<f32> = (0..3 * spec_frames as usize)
-        .map(|k| k as f32 * 0.25 - 4.0)
-        .collect();
-    (frames, w, h, spec, spec_frames)
-}
-
-fn write_shard(path: &Path, records: usize, codec: FrameCodec) {
-    let p = PackParams { codec, ..params() };
-    let mut w = ShardWriter::create(path, &p).unwrap();
-    for i in 0..records {
-        let (frames, width, height, spec, spec_frames) = record(i);
-        w.append(&EncodedRecord::encode(&meta(i), &frames, width, height, &spec, spec_frames, &p).unwrap())
-            .unwrap();
-    }
-    let summary = w.finish().unwrap();
-    assert_eq!(summary.records, records);
-    assert_eq!(summary.bytes, std::fs::metadata(path).unwrap().len());
-}
 
 #[test]
 fn records_round_trip_bit_exact_for_any_frame_range() {
@@ -115,6 +63,11 @@ fn every_single_bit_flip_anywhere_is_detected() {
     write_shard(&path, 2, FrameCodec::default());
     let good = std::fs::read(&path).unwrap();
     let bad = dir.path().join("bad.gdt");
+    println!(
+        "{} single-bit flips of a {}-byte shard",
+        good.len() * 8,
+        good.len()
+    );
     for byte in 0..good.len() {
         for bit in 0..8 {
             let mut b = good.clone();
@@ -136,6 +89,7 @@ fn every_truncation_is_rejected_on_open() {
     write_shard(&path, 2, FrameCodec::default());
     let good = std::fs::read(&path).unwrap();
     let bad = dir.path().join("bad.gdt");
+    println!("{} truncations", good.len());
     for len in 0..good.len() {
         std::fs::write(&bad, &good[..len]).unwrap();
         let err = Shard::open(&bad)

@@ -183,3 +183,44 @@ fn a_checkpoint_from_another_model_size_is_refused_with_the_file_named() {
         "a refused resume rewrote the config"
     );
 }
+
+/// What a kill during a checkpoint write leaves behind is a `.tmp` directory with some of
+/// the files, some cut short: `--resume` must ignore it and continue from the newest complete
+/// checkpoint, and the next save of that step must replace the leftover.
+#[test]
+fn a_checkpoint_interrupted_mid_write_is_ignored_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    dataset(&data);
+    let run = dir.path().join("run");
+    train::train(
+        &config(&data, 3, &[]).resolve().unwrap(),
+        &run,
+        false,
+        &mut Silent,
+    )
+    .unwrap();
+    let complete = run.join("checkpoints/step-00000003");
+    let partial = run.join("checkpoints/step-00000006.tmp");
+    std::fs::create_dir(&partial).unwrap();
+    let model = std::fs::read(complete.join("model.safetensors")).unwrap();
+    std::fs::write(partial.join("model.safetensors"), &model[..model.len() / 2]).unwrap();
+    assert_eq!(checkpoint::latest(&run).unwrap(), complete);
+
+    let mut cfg = train::run_config(&run).unwrap();
+    cfg.steps = 6;
+    train::train(&cfg.resolve().unwrap(), &run, true, &mut Silent).unwrap();
+    let steps: Vec<u64> = checkpoint::list(&run)
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(steps, [3, 6]);
+    assert!(!partial.exists(), "the leftover .tmp directory was not replaced");
+    assert_eq!(
+        checkpoint::read_state(&run.join("checkpoints/step-00000006"))
+            .unwrap()
+            .step,
+        6
+    );
+}
