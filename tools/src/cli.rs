@@ -54,8 +54,8 @@ pub struct TrainArgs {
     /// Packed dataset (overrides `dataset` in the config).
     pub dataset: Option<PathBuf>,
     /// Run directory: config.toml, log.jsonl, checkpoints/, plot.png.
-    #[arg(long, short)]
-    pub run_dir: PathBuf,
+    #[arg(long, short, required_unless_present = "list_presets")]
+    pub run_dir: Option<PathBuf>,
     /// TOML config file.
     #[arg(long, short)]
     pub config: Option<PathBuf>,

@@ -32,8 +32,45 @@ pub fn main() -> i32 {
     match commands::dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("gdt: error: {e:#}");
+            eprintln!("gdt: error: {}", report(&e));
             1
         }
+    }
+}
+
+/// The error and its causes on one line. The library errors already print their source
+/// (`"{path}: {source}"`), so a cause whose text the line holds already is not repeated.
+fn report(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context;
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let io = std::io::Error::other("File too large (os error 27)");
+        let e = gdt_formats::FormatError::Io {
+            path: "ds/.shard-00000.gdt.tmp".into(),
+            source: io,
+        };
+        let e = Err::<(), _>(e).context("packing into ds").unwrap_err();
+        assert_eq!(
+            super::report(&e),
+            "packing into ds: ds/.shard-00000.gdt.tmp: File too large (os error 27)"
+        );
+        let plain = Err::<(), _>(std::io::Error::other("disk on fire"))
+            .context("writing x")
+            .unwrap_err();
+        assert_eq!(super::report(&plain), "writing x: disk on fire");
     }
 }

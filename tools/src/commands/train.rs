@@ -26,14 +26,17 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         }
         return Ok(0);
     }
+    let Some(run_dir) = args.run_dir.clone() else {
+        bail!("--run-dir is required (except with --list-presets)");
+    };
     let mut cfg = if args.resume {
         if args.config.is_some() || args.preset.is_some() {
             bail!(
                 "--resume continues with the run's saved config; change it with --set, --steps or --device"
             );
         }
-        let mut saved = train::run_config(&args.run_dir)
-            .with_context(|| format!("resuming {}", args.run_dir.display()))?;
+        let mut saved =
+            train::run_config(&run_dir).with_context(|| format!("resuming {}", run_dir.display()))?;
         if !args.overrides.is_empty() {
             saved = TrainConfig::from_toml(&saved.to_toml(), "saved config", &args.overrides)?;
         }
@@ -59,8 +62,8 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         bar: None,
         quiet: args.quiet,
     };
-    let summary = train::train(&resolved, &args.run_dir, args.resume, &mut observer)
-        .with_context(|| format!("training into {}", args.run_dir.display()))?;
+    let summary = train::train(&resolved, &run_dir, args.resume, &mut observer)
+        .with_context(|| format!("training into {}", run_dir.display()))?;
     if let Some(bar) = observer.bar.take() {
         bar.finish_and_clear();
     }

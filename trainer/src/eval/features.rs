@@ -78,7 +78,8 @@ pub fn extract(
     for record in 0..n_records {
         let starts = reader.uniform_starts(record, clips);
         let n = starts.len();
-        let last = reader.records()[record].frames - shape.clip;
+        // A record shorter than a clip makes `read` below fail with the record named.
+        let last = reader.records()[record].frames.saturating_sub(shape.clip);
         let probing = probe(record);
         // The synchrony probe's misaligned audio: from the far half of the record, >= 1 s away.
         let shifted: Vec<Option<usize>> = starts
