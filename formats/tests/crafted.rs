@@ -279,3 +279,88 @@ fn crafted_raw_zstd_shards_never_panic_or_overallocate() {
 fn crafted_jpeg_shards_never_panic_or_overallocate() {
     campaign(FrameCodec::Jpeg { quality: 80 }, 8_000);
 }
+
+/// `dataset.json` with random byte edits (flips, deletions, insertions, truncation) over a
+/// real two-shard dataset: opening never panics or over-allocates; it fails with the file
+/// named, or opens a dataset whose shards all passed their own validation.
+#[test]
+fn mutated_dataset_json_never_panics() {
+    use gdt_formats::dataset::{Dataset, DatasetManifest, ShardInfo, Totals};
+    use gdt_formats::shard::FORMAT_VERSION;
+    let dir = tempfile::tempdir().unwrap();
+    let mut shards = Vec::new();
+    for s in 0..2 {
+        let file = gdt_formats::dataset::shard_file_name(s);
+        write_shard(&dir.path().join(&file), 2, FrameCodec::default());
+        let bytes = std::fs::metadata(dir.path().join(&file)).unwrap().len();
+        shards.push(ShardInfo {
+            file,
+            records: 2,
+            bytes,
+        });
+    }
+    let manifest = DatasetManifest {
+        format_version: FORMAT_VERSION,
+        writer: "test".into(),
+        params: common::params(),
+        shards,
+        labels: vec!["class-0".into(), "class-1".into()],
+        label_counts: Default::default(),
+        totals: Totals::default(),
+        skipped: Default::default(),
+    };
+    manifest.save(dir.path()).unwrap();
+    let path = dir.path().join(gdt_formats::dataset::DATASET_FILE);
+    let good = std::fs::read(&path).unwrap();
+    assert_eq!(Dataset::open(dir.path()).unwrap().len(), 4);
+
+    let (rejected, opened) = (std::cell::Cell::new(0u32), std::cell::Cell::new(0u32));
+    let cases = 3000;
+    let config = ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let edit = prop_oneof![
+        (any::<prop::sample::Index>(), 0u8..8).prop_map(|(i, bit)| (0u8, i, bit as u32)),
+        (any::<prop::sample::Index>(), Just(0u32)).prop_map(|(i, _)| (1u8, i, 0)),
+        (any::<prop::sample::Index>(), any::<u32>()).prop_map(|(i, c)| (2u8, i, c)),
+        (any::<prop::sample::Index>(), Just(0u32)).prop_map(|(i, _)| (3u8, i, 0)),
+    ];
+    proptest!(config, |(edits in prop::collection::vec(edit, 1..4))| {
+        let mut b = good.clone();
+        for (kind, at, value) in &edits {
+            if b.is_empty() {
+                break;
+            }
+            let i = at.index(b.len());
+            match kind {
+                0 => b[i] ^= 1 << value,
+                1 => { b.remove(i); }
+                2 => b.insert(i, b"0123456789-.,:{}[]\"e"[(*value as usize) % 20]),
+                _ => b.truncate(i),
+            }
+        }
+        std::fs::write(&path, &b).unwrap();
+        LARGEST.store(0, Ordering::Relaxed);
+        match Dataset::open(dir.path()) {
+            Err(e) => {
+                let e = e.to_string();
+                prop_assert!(e.contains(&*dir.path().to_string_lossy()), "error names no file: {e}");
+                rejected.set(rejected.get() + 1);
+            }
+            Ok(ds) => {
+                prop_assert!(ds.len() <= 4);
+                opened.set(opened.get() + 1);
+            }
+        }
+        let largest = LARGEST.load(Ordering::Relaxed);
+        prop_assert!(largest <= ALLOCATION_CAP, "{edits:?} made the reader allocate {largest} bytes");
+    });
+    println!(
+        "dataset.json: {cases} mutated files, {} rejected, {} opened",
+        rejected.get(),
+        opened.get()
+    );
+    assert!(rejected.get() > 0);
+}

@@ -323,12 +323,19 @@ pub fn train(
     })
 }
 
-/// The next batch on the device and the loader position after it (what a checkpoint taken
-/// after training on it must record).
+/// The next batch that holds any record, on the device, and the loader position after it
+/// (what a checkpoint taken after training on it must record). A batch whose records were
+/// all skipped as damaged (they are listed in the summary) is passed over: there is nothing
+/// to train on.
 fn fetch(loader: &mut Loader, device: Device) -> Result<(DeviceBatch, LoaderState), TrainError> {
-    let batch = loader
-        .next()
-        .ok_or_else(|| TrainError::Run("the loader ran out of batches before the last step".into()))??;
-    let state = loader.state();
-    Ok((DeviceBatch::upload(batch, device), state))
+    loop {
+        let batch = loader
+            .next()
+            .ok_or_else(|| TrainError::Run("the loader ran out of batches before the last step".into()))??;
+        if batch.records == 0 {
+            continue;
+        }
+        let state = loader.state();
+        return Ok((DeviceBatch::upload(batch, device), state));
+    }
 }

@@ -224,3 +224,34 @@ fn a_checkpoint_interrupted_mid_write_is_ignored_on_resume() {
         6
     );
 }
+
+/// A damaged record is skipped by the loader; with one record per batch that leaves an empty
+/// batch, which the trainer must pass over (not turn into a NaN loss), and the run reports
+/// the skipped record by shard and number.
+#[test]
+fn a_batch_of_only_damaged_records_is_passed_over_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    dataset(&data);
+    let shard = data.join("shard-00000.gdt");
+    let (offset, len) = gdt_formats::shard::Shard::open(&shard)
+        .unwrap()
+        .record(5)
+        .unwrap()
+        .blob_location(1);
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[offset as usize + len as usize / 2] ^= 0xff;
+    std::fs::write(&shard, &bytes).unwrap();
+
+    // 12 records, one per step: 14 steps cross an epoch, so record 5 comes up at least once.
+    let cfg = config(&data, 14, &["data.batch_size=1"]).resolve().unwrap();
+    let summary = train::train(&cfg, &dir.path().join("run"), false, &mut Silent).unwrap();
+    assert!(summary.final_loss.is_finite());
+    assert!(!summary.skipped_records.is_empty());
+    for e in &summary.skipped_records {
+        assert!(e.contains("shard-00000.gdt") && e.contains("record 5"), "{e}");
+    }
+    let log = run_log::read(&dir.path().join("run").join(run_log::LOG_FILE)).unwrap();
+    assert_eq!(log.len(), 14, "every step trained on a record");
+    assert!(log.iter().all(|r| r.loss.is_finite()));
+}
