@@ -200,29 +200,19 @@ fn a_full_disk_fails_pack_and_train_with_the_path_and_no_complete_looking_file()
     // no complete-looking checkpoint directory.
     let run = dir.path().join("run");
     let mut train = Command::new(env!("CARGO_BIN_EXE_gdt"));
-    train.args([
-        "train",
-        out.to_str().unwrap(),
-        "--run-dir",
-        run.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--steps",
-        "2",
-        "-q",
-        "--set",
-        "data.batch_size=2",
-        "--set",
-        "data.clip=8",
-        "--set",
-        "data.crop=32",
-        "--set",
-        "data.scale_min=36",
-        "--set",
-        "data.scale_max=44",
-        "--set",
-        "model.width=0.25",
-    ]);
+    train
+        .args([
+            "train",
+            out.to_str().unwrap(),
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--steps",
+            "2",
+            "-q",
+        ])
+        .args(common::SMALL_TRAIN);
     let o = with_file_limit(&mut train, 100_000);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);

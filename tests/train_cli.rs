@@ -2,27 +2,7 @@
 //! `--resume`, and the errors a user can provoke.
 
 mod common;
-use common::{gdt, text};
-
-/// Small geometry and model so a CPU run takes seconds.
-const SMALL: [&str; 16] = [
-    "--set",
-    "data.batch_size=3",
-    "--set",
-    "data.clip=8",
-    "--set",
-    "data.crop=32",
-    "--set",
-    "data.scale_min=36",
-    "--set",
-    "data.scale_max=44",
-    "--set",
-    "model.width=0.0625",
-    "--set",
-    "run.checkpoint_every=2",
-    "--set",
-    "optim.warmup_steps=1",
-];
+use common::{gdt, text, SMALL_TRAIN as SMALL};
 
 #[test]
 fn train_writes_a_run_directory_and_resumes() {

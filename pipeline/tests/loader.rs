@@ -400,3 +400,28 @@ fn clips_ending_at_the_record_end_are_served_for_any_clip_length() {
         assert!(moved > 0, "clip {clip}: no clip ended at a record's end");
     }
 }
+
+/// Several loaders over the same dataset at once (one per thread, each with its own worker
+/// threads, all mapping the same shards) give exactly the batches one loader gives alone.
+#[test]
+fn concurrent_loaders_over_one_dataset_agree_with_one_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    dataset(dir.path(), 9, 1 << 20);
+    let alone = run(dir.path(), 2, 2);
+    let path = dir.path().to_path_buf();
+    let together: Vec<Vec<Fingerprint>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let path = &path;
+                s.spawn(move || run(path, 1 + i % 3, 2))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, batches) in together.iter().enumerate() {
+        assert!(
+            *batches == alone,
+            "loader {i} running beside three others gave different batches"
+        );
+    }
+}
