@@ -77,13 +77,21 @@ echo "== the same with the default NCDHW layout, 60 steps (for comparison; no ta
 summarise "$work/run-ncdhw/log.jsonl" "bf16 NCDHW" 0 || true
 
 echo
-echo "== resume on the GPU: 10 more steps from the 200-step checkpoint"
+echo "== resume on the GPU: 10 more steps from the $STEPS-step checkpoint"
 "$GDT" train --run-dir "$work/run" --resume --steps $((STEPS + 10)) -q --set run.plot=false
 
 echo
 echo "== gdt eval on the GPU: the trained checkpoint against random init (10 clips per record)"
 "$GDT" eval --checkpoint "$work/run" --data "$work/ds" --compare random --device cuda -q \
   -o "$work/eval.json"
+
+# Keep the evidence when the caller gives a place for it (the device tool's $OUT).
+if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then
+  cp "$work/run/log.jsonl" "$OUT/train-log.jsonl"
+  cp "$work/run-ncdhw/log.jsonl" "$OUT/train-ncdhw-log.jsonl"
+  cp "$work/run/plot.png" "$OUT/train-plot.png" 2>/dev/null || true
+  cp "$work/eval.json" "$OUT/eval.json"
+fi
 
 if [ "$status" -ne 0 ]; then
   echo "gpu-check: training missed a target (see FAILED lines)"
