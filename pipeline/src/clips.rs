@@ -34,6 +34,9 @@ pub struct ClipReader {
     decoder: ChunkDecoder,
     frames: Vec<u8>,
     spec: Vec<f32>,
+    /// The record whose spectrogram `spec` holds: every clip of a record slices the same
+    /// decoded spectrogram, as the loader's workers do, instead of decompressing it per clip.
+    spec_record: Option<usize>,
     resize: ResizeScratch,
 }
 
@@ -79,6 +82,7 @@ impl ClipReader {
             decoder,
             frames: Vec::new(),
             spec: Vec::new(),
+            spec_record: None,
             resize: ResizeScratch::default(),
         })
     }
@@ -154,7 +158,11 @@ impl ClipReader {
             &mut self.resize,
             video,
         );
-        view.spectrogram_into(&mut self.decoder, &mut self.spec)?;
+        if self.spec_record != Some(record) {
+            self.spec_record = None; // a failed decode must not leave a half-valid cache
+            view.spectrogram_into(&mut self.decoder, &mut self.spec)?;
+            self.spec_record = Some(record);
+        }
         let p = shard.params();
         let per_frame = p.spectrogram_rate() / p.fps as f64;
         let af = self.shape.audio_frames;

@@ -89,3 +89,31 @@ fn out_of_range_clips_are_errors_naming_the_record() {
         "crop above the stored short side"
     );
 }
+
+/// Reading clips of different records in turn gives each record's own audio (the reader keeps
+/// one record's decoded spectrogram and must switch when the record changes).
+#[test]
+fn interleaved_records_keep_their_own_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    dataset(dir.path());
+    let fresh = |record: usize| {
+        let mut r = ClipReader::open(dir.path(), 16, 32).unwrap();
+        let s = r.shape();
+        let (mut v, mut a) = (vec![0u8; s.video_per_view()], vec![0f32; s.audio_per_view()]);
+        r.read(record, 0, 0, false, &mut v, &mut a).unwrap();
+        a
+    };
+    let (want0, want1) = (fresh(0), fresh(1));
+    assert_ne!(want0, want1);
+    let mut r = ClipReader::open(dir.path(), 16, 32).unwrap();
+    let s = r.shape();
+    let (mut v, mut a) = (vec![0u8; s.video_per_view()], vec![0f32; s.audio_per_view()]);
+    for record in [0, 1, 1, 0, 1] {
+        r.read(record, 0, 0, false, &mut v, &mut a).unwrap();
+        assert_eq!(
+            a,
+            if record == 0 { want0.clone() } else { want1.clone() },
+            "record {record}"
+        );
+    }
+}

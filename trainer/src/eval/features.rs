@@ -55,6 +55,8 @@ pub fn extract(
     let mut audio_buf = vec![0f32; clips * alen];
     let mut rev_buf = vec![0u8; clips * vlen];
     let mut shifted_buf = vec![0f32; clips * alen];
+    // Outputs a probe read does not use (its audio, or its video).
+    let (mut unused_audio, mut unused_video) = (vec![0f32; alen], vec![0u8; vlen]);
     let (mut fv, mut fa, mut ev, mut ea) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut sync, mut direction) = (Counts::default(), Counts::default());
     let vshape = |n: usize| {
@@ -96,23 +98,21 @@ pub fn extract(
             );
             reader.read(record, s, s, false, v, a)?;
             if probing {
-                let mut scratch = vec![0f32; alen];
                 reader.read(
                     record,
                     s,
                     s,
                     true,
                     &mut rev_buf[i * vlen..(i + 1) * vlen],
-                    &mut scratch,
+                    &mut unused_audio,
                 )?;
                 if let Some(o) = shifted[i] {
-                    let mut scratch = vec![0u8; vlen];
                     reader.read(
                         record,
                         s,
                         o,
                         false,
-                        &mut scratch,
+                        &mut unused_video,
                         &mut shifted_buf[i * alen..(i + 1) * alen],
                     )?;
                 }
