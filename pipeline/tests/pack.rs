@@ -39,6 +39,7 @@ fn spec(seed: u64, duration_s: f64) -> VideoSpec {
         channels: 2,
         label: 0,
         classes: 2,
+        object_scale: 1.0,
     }
 }
 

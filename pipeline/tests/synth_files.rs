@@ -20,6 +20,7 @@ fn spec(seed: u64, fps: u32, vfr: bool, sample_rate: u32, channels: u16) -> Vide
         channels,
         label: 0,
         classes: 3,
+        object_scale: 1.0,
     }
 }
 

@@ -19,6 +19,7 @@ fn spec(fps: u32, duration_s: f64, vfr: bool) -> VideoSpec {
         channels: 2,
         label: 0,
         classes: 2,
+        object_scale: 1.0,
     }
 }
 

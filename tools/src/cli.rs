@@ -151,6 +151,10 @@ pub struct SynthArgs {
     /// Fraction of videos with a variable frame rate (mp4 and mkv only).
     #[arg(long, default_value_t = 0.0)]
     pub vfr: f64,
+    /// Object size relative to the default (radius 5-8% of the frame height), 0.25 to 4.
+    /// Larger objects stay visible in the small frames a CPU-sized model trains on.
+    #[arg(long, default_value_t = 1.0)]
+    pub object_scale: f32,
     /// Videos encoded at once. Default: all cores.
     #[arg(short = 'j', long)]
     pub jobs: Option<usize>,

@@ -82,6 +82,13 @@ pub struct CorpusConfig {
     pub containers: Vec<Container>,
     /// Fraction of videos with a variable frame rate.
     pub vfr_fraction: f64,
+    /// Object size relative to the default (radius 5-8% of the frame height).
+    #[serde(default = "default_object_scale")]
+    pub object_scale: f32,
+}
+
+fn default_object_scale() -> f32 {
+    1.0
 }
 
 impl Default for CorpusConfig {
@@ -97,6 +104,7 @@ impl Default for CorpusConfig {
             sample_rates: vec![44_100, 48_000],
             containers: vec![Container::Mp4],
             vfr_fraction: 0.0,
+            object_scale: 1.0,
         }
     }
 }
@@ -140,6 +148,12 @@ impl CorpusConfig {
         }
         if !(0.0..=1.0).contains(&self.vfr_fraction) {
             return Err("vfr fraction must be in 0..=1".into());
+        }
+        if !(0.25..=4.0).contains(&self.object_scale) {
+            return Err(format!(
+                "object scale must be in 0.25..=4 (objects must fit the frame), got {}",
+                self.object_scale
+            ));
         }
         Ok(())
     }
@@ -196,6 +210,7 @@ pub fn plan(config: &CorpusConfig) -> Vec<PlannedVideo> {
                 channels,
                 label,
                 classes: config.classes,
+                object_scale: config.object_scale,
             };
             PlannedVideo {
                 file_name: format!("synth-{i:05}.{}", container.extension()),

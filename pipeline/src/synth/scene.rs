@@ -37,6 +37,14 @@ pub struct VideoSpec {
     pub label: usize,
     /// How many classes are in play (distractor objects are drawn from these).
     pub classes: usize,
+    /// Object radius relative to the default (5-8% of the frame height). Larger objects keep
+    /// the audio-visual signal visible in the tiny frames a CPU-sized model trains on.
+    #[serde(default = "unit_scale")]
+    pub object_scale: f32,
+}
+
+fn unit_scale() -> f32 {
+    1.0
 }
 
 /// An object hitting the floor.
@@ -87,6 +95,11 @@ impl Scene {
     /// Simulates the whole video. Cheap: rendering happens later, one frame at a time.
     pub fn new(spec: &VideoSpec) -> Scene {
         assert!(spec.label < spec.classes && spec.classes <= CLASSES.len());
+        assert!(
+            (0.25..=4.0).contains(&spec.object_scale),
+            "object scale {} outside 0.25..=4",
+            spec.object_scale
+        );
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
         let frame_times = frame_times(spec, &mut rng);
         let (w, h) = (spec.width as f32, spec.height as f32);
@@ -103,7 +116,7 @@ impl Scene {
                 } else {
                     spec.label
                 };
-                let r = h * rng.random_range(0.05..0.08f32);
+                let r = h * rng.random_range(0.05..0.08f32) * spec.object_scale;
                 Body {
                     class,
                     x: rng.random_range(r..w - r),
@@ -408,6 +421,7 @@ mod tests {
             channels: 2,
             label: 1,
             classes: 4,
+            object_scale: 1.0,
         }
     }
 

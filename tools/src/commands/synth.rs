@@ -88,6 +88,7 @@ fn corpus_config(args: &SynthArgs) -> Result<CorpusConfig> {
         sample_rates: args.sample_rates.clone(),
         containers,
         vfr_fraction: args.vfr,
+        object_scale: args.object_scale,
     })
 }
 
