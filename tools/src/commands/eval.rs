@@ -118,6 +118,7 @@ fn table(reports: &[EvalReport]) -> String {
         });
     }
     add("video kNN top-1 (%)", &|r| pct(r.video_knn_top1));
+    add("video kNN top-1, head space (%)", &|r| pct(r.video_head_knn_top1));
     add("video linear top-1 (%)", &|r| pct(r.video_linear_top1));
     for s in eval::FEW_SHOTS {
         add(&format!("video {s}-shot linear top-1 (%)"), &|r| {

@@ -19,6 +19,7 @@
 
 pub mod features;
 pub mod metrics;
+pub mod proof;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,8 @@ pub struct EvalReport {
     pub audio_to_video: BTreeMap<String, f64>,
     pub video_to_audio: BTreeMap<String, f64>,
     pub video_knn_top1: f64,
+    /// The same kNN on the video head's 256-d embeddings, the space the loss shapes.
+    pub video_head_knn_top1: f64,
     pub video_linear_top1: f64,
     /// Shots per class ("1", "5", "20") -> linear probe top-1, averaged over draws.
     pub video_few_shot_top1: BTreeMap<String, f64>,
@@ -188,6 +191,14 @@ pub fn evaluate(
     };
     let (video_knn_top1, video_linear_top1) = probe(&f.video);
     let (audio_knn_top1, audio_linear_top1) = probe(&f.audio);
+    let video_head_knn_top1 = knn_top1(
+        &rows(&f.video_embedding, &ltrain),
+        &ytrain,
+        &rows(&f.video_embedding, &ltest),
+        &ytest,
+        KNN_K,
+        classes,
+    );
 
     let mut video_few_shot_top1 = BTreeMap::new();
     for shots in FEW_SHOTS {
@@ -220,6 +231,7 @@ pub fn evaluate(
         audio_to_video,
         video_to_audio,
         video_knn_top1,
+        video_head_knn_top1,
         video_linear_top1,
         video_few_shot_top1,
         audio_knn_top1,
