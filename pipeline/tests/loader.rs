@@ -425,3 +425,77 @@ fn concurrent_loaders_over_one_dataset_agree_with_one_alone() {
         );
     }
 }
+
+/// Set in the child processes of the test below: the dataset to load and the thread count.
+const CHILD_DATASET: &str = "GDT_TEST_LOADER_CHILD_DATASET";
+const CHILD_THREADS: &str = "GDT_TEST_LOADER_CHILD_THREADS";
+
+/// One line per batch, as a child process prints it: a 64-bit digest of the fingerprint.
+fn digest_lines(batches: &[Fingerprint]) -> Vec<String> {
+    use std::hash::{Hash, Hasher};
+    batches
+        .iter()
+        .map(|fp| {
+            // `DefaultHasher::new()` has fixed keys: the same bytes hash alike in every process.
+            let mut h = std::hash::DefaultHasher::new();
+            fp.hash(&mut h);
+            format!("batch-digest {} {:016x}", fp.1, h.finish())
+        })
+        .collect()
+}
+
+/// Loaders in separate processes over the same dataset at once (each mapping the same
+/// shards) give exactly the batches one loader gives alone. The test binary runs itself as the
+/// child processes: with `CHILD_DATASET` set, this test only loads and prints digests.
+#[test]
+fn loaders_in_separate_processes_agree_with_one_alone() {
+    if let Ok(path) = std::env::var(CHILD_DATASET) {
+        let threads = std::env::var(CHILD_THREADS).unwrap().parse().unwrap();
+        for line in digest_lines(&run(Path::new(&path), threads, 2)) {
+            println!("{line}");
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    dataset(dir.path(), 9, 1 << 20);
+    let alone = digest_lines(&run(dir.path(), 2, 2));
+    assert!(alone.len() >= 6, "two epochs of 9 records in batches of 3");
+    let me = std::env::current_exe().unwrap();
+    // Every child is started before any is waited for, so they load at the same time.
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            std::process::Command::new(&me)
+                .args([
+                    "--exact",
+                    "loaders_in_separate_processes_agree_with_one_alone",
+                    "--nocapture",
+                ])
+                .env(CHILD_DATASET, dir.path())
+                .env(CHILD_THREADS, (1 + i).to_string())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "child {i}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<String> = stdout
+            .lines()
+            .filter(|l| l.starts_with("batch-digest "))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            lines,
+            alone,
+            "process {i} ({} threads) beside two others gave different batches",
+            1 + i
+        );
+    }
+}
