@@ -48,6 +48,6 @@ if "$GDT" train "$work/small/ds" --run-dir "$work/run/r" --device cpu --steps 2 
 fi
 tail -1 "$work/train.out"
 grep -q "No space left on device" "$work/train.out" || { echo "FAIL: error does not say ENOSPC"; exit 1; }
-complete=$(find "$work/run/r/checkpoints" -mindepth 1 -maxdepth 1 -type d ! -name '*.tmp' | wc -l)
-[ "$complete" -eq 0 ] || { echo "FAIL: $complete complete-looking checkpoints"; exit 1; }
-echo "OK: pack and train fail on ENOSPC naming the file, and leave nothing that looks complete"
+left=$(find "$work/run/r/checkpoints" -mindepth 1 -maxdepth 1 | wc -l)
+[ "$left" -eq 0 ] || { echo "FAIL: $left checkpoint directories left (not even .tmp may stay)"; exit 1; }
+echo "OK: pack and train fail on ENOSPC naming the file and leave no partial file behind"

@@ -92,16 +92,24 @@ pub fn save(
         })?;
         sync_file(&path)
     };
-    write(MODEL_FILE, &model)?;
-    write(OPTIMIZER_FILE, &sgd.state())?;
-    let state_path = tmp.join(STATE_FILE);
-    fs::write(
-        &state_path,
-        serde_json::to_vec_pretty(state).expect("state serialises"),
-    )
-    .map_err(io(&state_path))?;
-    sync_file(&state_path)?;
-    sync_file(&tmp)?;
+    let filled = (|| {
+        write(MODEL_FILE, &model)?;
+        write(OPTIMIZER_FILE, &sgd.state())?;
+        let state_path = tmp.join(STATE_FILE);
+        fs::write(
+            &state_path,
+            serde_json::to_vec_pretty(state).expect("state serialises"),
+        )
+        .map_err(io(&state_path))?;
+        sync_file(&state_path)?;
+        sync_file(&tmp)
+    })();
+    if let Err(e) = filled {
+        // Most often a full disk: give back what the partial checkpoint took. Were this to
+        // fail too, the `.tmp` directory is ignored by `list` and replaced by the next save.
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
 
     if done.exists() {
         fs::remove_dir_all(&done).map_err(io(&done))?;

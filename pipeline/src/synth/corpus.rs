@@ -299,5 +299,10 @@ mod tests {
             ..CorpusConfig::default()
         };
         assert!(bad.validate().unwrap_err().contains("even"));
+        let bad = CorpusConfig {
+            object_scale: 5.0,
+            ..CorpusConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("object scale"));
     }
 }

@@ -433,6 +433,31 @@ mod tests {
     }
 
     #[test]
+    fn object_scale_scales_the_objects() {
+        // Pixels in the label's colour (blue, out of the background's reach) over ten
+        // frames: the area grows with the square of the scale, less what the frame clips.
+        let area = |scale: f32| {
+            let mut s = spec(13);
+            s.object_scale = scale;
+            let scene = Scene::new(&s);
+            let color = CLASSES[s.label].color;
+            let mut f = vec![0u8; 160 * 120 * 3];
+            (0..10)
+                .map(|j| {
+                    scene.render_frame(j, &mut f);
+                    f.chunks(3).filter(|p| *p == color).count()
+                })
+                .sum::<usize>()
+        };
+        let (one, three) = (area(1.0), area(3.0));
+        assert!(one > 0);
+        assert!(
+            (5 * one..=10 * one).contains(&three),
+            "area at scale 1: {one} px, at scale 3: {three} px"
+        );
+    }
+
+    #[test]
     fn same_seed_same_pixels_and_samples() {
         let (a, b) = (Scene::new(&spec(7)), Scene::new(&spec(7)));
         let mut fa = vec![0u8; 160 * 120 * 3];
