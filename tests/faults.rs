@@ -106,7 +106,12 @@ fn pack_killed_at_random_moments_resumes_to_the_same_dataset() {
             kills += 1;
         }
         // A final plain run must be a no-op or finish the job.
-        assert!(pack_cmd(&corpus, &out).status().unwrap().success());
+        let last = pack_cmd(&corpus, &out).output().unwrap();
+        assert!(
+            last.status.success(),
+            "dataset {i}: the run after the kills failed: {}",
+            text(&last)
+        );
         let v = gdt(&["verify", out.to_str().unwrap()]);
         assert!(v.status.success(), "{}", text(&v));
         let got = files(&out);

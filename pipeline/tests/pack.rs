@@ -5,12 +5,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use gdt_formats::atomic_file::temp_path;
 use gdt_formats::dataset::DatasetManifest;
 use gdt_formats::field::frames::ChunkDecoder;
 use gdt_formats::field::meta::AudioOrigin;
 use gdt_formats::params::PackParams;
 use gdt_formats::shard::Shard;
-use gdt_pipeline::pack::{list_inputs, pack, Outcome, PackConfig, PackError, Progress, Quiet, Status};
+use gdt_pipeline::pack::{
+    list_inputs, pack, Outcome, PackConfig, PackError, Progress, Quiet, Status, STATE_FILE,
+};
 use gdt_pipeline::spectrogram::MelSpectrogram;
 use gdt_pipeline::synth::encode::{write_video, write_video_with, EncodeOptions};
 use gdt_pipeline::synth::{manifest_csv, plan, Container, CorpusConfig, Scene, VideoSpec};
@@ -322,6 +325,50 @@ fn interrupted_then_resumed_equals_uninterrupted_and_settings_cannot_change() {
     )
     .unwrap();
     assert_eq!(files(&whole), files(&resumed));
+}
+
+#[test]
+fn a_pack_killed_before_its_first_shard_resumes_and_strangers_temporaries_are_refused() {
+    let src = tempfile::tempdir().unwrap();
+    let inputs = list_inputs(&corpus(src.path())).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let whole = out.path().join("whole");
+    pack(&inputs, &config(&whole, 1), &Quiet, &AtomicBool::new(false)).unwrap();
+
+    // Stopped before any input: the state is already there, so the directory is ours.
+    let early = out.path().join("early");
+    let err = pack(&inputs, &config(&early, 1), &Quiet, &AtomicBool::new(true)).unwrap_err();
+    assert!(matches!(err, PackError::Interrupted), "{err}");
+    assert!(early.join(STATE_FILE).exists(), "no state to resume from");
+    pack(&inputs, &config(&early, 1), &Quiet, &AtomicBool::new(false)).unwrap();
+    assert_eq!(files(&whole), files(&early));
+
+    // Killed while writing its first state file and first shard: only our temporaries.
+    let killed = out.path().join("killed");
+    std::fs::create_dir_all(&killed).unwrap();
+    let stray = [
+        (temp_path(&killed.join(STATE_FILE)), &b"{\"finger"[..]),
+        (temp_path(&killed.join("shard-00000.gdt")), &b"GDTS partial"[..]),
+    ];
+    for (path, bytes) in &stray {
+        std::fs::write(path, bytes).unwrap();
+    }
+    pack(&inputs, &config(&killed, 1), &Quiet, &AtomicBool::new(false)).unwrap();
+    assert_eq!(files(&whole), files(&killed));
+    assert!(stray.iter().all(|(path, _)| !path.exists()), "temporaries left");
+
+    // A temporary that is not ours still marks the directory as someone else's.
+    let stranger = out.path().join("stranger");
+    std::fs::create_dir_all(&stranger).unwrap();
+    std::fs::write(stranger.join(".draft.tex.tmp"), b"precious").unwrap();
+    let err = pack(&inputs, &config(&stranger, 1), &Quiet, &AtomicBool::new(false))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not empty"), "{err}");
+    assert_eq!(
+        std::fs::read(stranger.join(".draft.tex.tmp")).unwrap(),
+        b"precious"
+    );
 }
 
 #[test]

@@ -250,6 +250,11 @@ pub fn pack(
             };
             pending.insert(i, p);
             while let Some(p) = pending.remove(&next) {
+                // Checked per input, not per message: with workers ahead, one message can
+                // release a long run of pending inputs, and Ctrl-C must not wait for them.
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(PackError::Interrupted);
+                }
                 let mut outcome = p.outcome;
                 if !p.records.is_empty() {
                     let bytes: u64 = p.records.iter().map(EncodedRecord::stored_bytes).sum();
@@ -310,9 +315,16 @@ fn prepare_output(out: &Path, fingerprint: &state::Fingerprint, force: bool) -> 
         outcomes: vec![],
         complete: false,
     };
+    // A fresh pack records its state before writing anything else, so a run killed at any
+    // later moment leaves a directory the next run recognises and resumes.
+    let start_fresh = || -> Result<PackState, PackError> {
+        let st = fresh();
+        st.save(out)?;
+        Ok(st)
+    };
     if force {
         clear_output(out)?;
-        return Ok(fresh());
+        return start_fresh();
     }
     match PackState::load(out)? {
         Some(st) => {
@@ -334,13 +346,20 @@ fn prepare_output(out: &Path, fingerprint: &state::Fingerprint, force: bool) -> 
                 path: out.to_path_buf(),
                 source,
             })?;
-            if entries.count() > 0 {
+            // Only a run killed while writing its first state file leaves our temporary
+            // behind with no state beside it; anything else belongs to someone else.
+            let mut foreign = false;
+            for e in entries.flatten() {
+                foreign |= !is_our_temporary(&e.file_name().to_string_lossy());
+            }
+            if foreign {
                 return Err(PackError::Refused {
                     path: out.to_path_buf(),
                     what: "is not empty and holds no gdt pack in progress; choose an empty directory or pass --force".into(),
                 });
             }
-            Ok(fresh())
+            remove_partial_shards(out, 0);
+            start_fresh()
         }
     }
 }
@@ -357,6 +376,14 @@ fn remove_partial_shards(out: &Path, from: usize) {
             let _ = std::fs::remove_file(e.path());
         }
     }
+}
+
+/// Whether `name` is the temporary name of a file a pack writes (see
+/// [`gdt_formats::atomic_file::temp_path`]).
+fn is_our_temporary(name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".tmp"))
+        .is_some_and(|n| is_shard_file(n) || [DATASET_FILE, REPORT_FILE, STATE_FILE].contains(&n))
 }
 
 /// `--force`: removes what a pack writes, and nothing else.
