@@ -128,8 +128,8 @@ impl Batch {
             views: pool.views.pop().unwrap_or_default(),
             pool: pool.clone(),
         };
-        b.video.clear();
-        b.audio.clear();
+        // Video and audio keep their length: `build_batch` sizes them without zero-filling
+        // what it is about to overwrite.
         b.views.clear();
         b
     }

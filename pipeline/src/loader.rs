@@ -501,15 +501,19 @@ fn build_batch(shared: &Shared, seq: u64, s: &mut Scratch) -> Result<Batch, Load
     let mut batch = Batch::take(&shared.pool, epoch, index, shared.shape, cfg.normalised);
     let plan = &s.plan.as_ref().expect("set above").1;
     let records = plan.batch(index).len();
+    // Views write straight into their slots. A pooled buffer keeps its length from the last
+    // batch, so a full batch never zero-fills (1.1 MB per view at the defaults) what it is
+    // about to overwrite; a batch that skipped a record is cut to what it holds at the end.
+    let views = records * shared.shape.views;
+    batch.video.resize(views * shared.shape.video_per_view(), 0);
+    batch.audio.resize(views * shared.shape.audio_per_view(), 0.0);
     for i in 0..records {
         let record = s.plan.as_ref().expect("set above").1.batch(index)[i];
-        let before = (batch.video.len(), batch.audio.len(), batch.views.len());
+        let before = batch.views.len();
         match add_record(shared, epoch, record, s, &mut batch) {
             Ok(()) => batch.records += 1,
             Err(e) if !cfg.strict && matches!(e, LoadError::Record { .. } | LoadError::Format(_)) => {
-                batch.video.truncate(before.0);
-                batch.audio.truncate(before.1);
-                batch.views.truncate(before.2);
+                batch.views.truncate(before);
                 shared.skipped.lock().expect("skip list").push(Skipped {
                     epoch,
                     batch: index,
@@ -519,6 +523,12 @@ fn build_batch(shared: &Shared, seq: u64, s: &mut Scratch) -> Result<Batch, Load
             Err(e) => return Err(e),
         }
     }
+    batch
+        .video
+        .truncate(batch.views.len() * shared.shape.video_per_view());
+    batch
+        .audio
+        .truncate(batch.views.len() * shared.shape.audio_per_view());
     if let Some(out) = batch.video_f32.as_mut() {
         out.clear();
         out.extend(batch.video.iter().map(|&v| (v as f32 / 255.0 - 0.45) / 0.225));
@@ -592,8 +602,9 @@ fn add_record(
             let vd = cfg.video.draw(&mut rng, e.width, e.height);
             let ad = cfg.audio.draw(&mut rng, e.mels, shape.audio_frames as u32);
             let clock = std::time::Instant::now();
-            let at = batch.video.len();
-            batch.video.resize(at + vpv, 0);
+            // This view's slots (see `build_batch`: the buffers already have full length).
+            let slot = batch.views.len();
+            let at = slot * vpv;
             if cfg.floor {
                 // The same bytes out, copied from the decoded clip, nothing computed.
                 let n = vpv.min(s.frames.len());
@@ -606,7 +617,7 @@ fn add_record(
                     &vd,
                     reversed,
                     &mut s.resize,
-                    &mut batch.video[at..],
+                    &mut batch.video[at..at + vpv],
                 );
             }
             let clock = {
@@ -615,8 +626,7 @@ fn add_record(
                     .fetch_add(clock.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 std::time::Instant::now()
             };
-            let at = batch.audio.len();
-            batch.audio.resize(at + apv, 0.0);
+            let at = slot * apv;
             if cfg.floor {
                 let from = audio_start * e.mels as usize;
                 batch.audio[at..at + apv].copy_from_slice(&s.spec[from..from + apv]);
@@ -629,7 +639,7 @@ fn add_record(
                     shape.audio_frames,
                     reversed,
                     &ad,
-                    &mut batch.audio[at..],
+                    &mut batch.audio[at..at + apv],
                 );
             }
             stats

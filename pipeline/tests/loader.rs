@@ -4,10 +4,11 @@
 
 use std::path::Path;
 
+use gdt_formats::field::frames::ChunkDecoder;
 use gdt_formats::params::PackParams;
-use gdt_pipeline::augment::{AudioAugment, VideoAugment};
+use gdt_pipeline::augment::{crop_resize, AudioAugment, ResizeScratch, VideoAugment};
 use gdt_pipeline::batch::Batch;
-use gdt_pipeline::loader::{LoadError, LoaderBuilder};
+use gdt_pipeline::loader::{LoadError, Loader, LoaderBuilder};
 use gdt_pipeline::synth::packed::{packed_spec, write_packed};
 use gdt_pipeline::synth::{plan, CorpusConfig, Scene, FLASH_THRESHOLD};
 
@@ -181,6 +182,73 @@ fn reversed_view_is_the_time_flip_of_the_forward_view_without_augmentation() {
 }
 
 #[test]
+fn every_view_is_its_recorded_draw_applied_to_the_stored_clip() {
+    // Views are written into slots of pooled buffers that keep their old bytes; each must
+    // be exactly its own draw applied to its own clip, colour jitter included.
+    let dir = tempfile::tempdir().unwrap();
+    dataset(dir.path(), 5, 1 << 30);
+    let mut l = LoaderBuilder::new(dir.path())
+        .batch_size(3)
+        .threads(2)
+        .seed(4)
+        .video_augment(VideoAugment {
+            color_jitter: Some(0.4),
+            ..VideoAugment::default()
+        })
+        .build()
+        .unwrap();
+    let b = l.next().unwrap().unwrap();
+    assert_eq!(b.views().len(), 12);
+    assert_views_are_their_draws(&l, &b);
+}
+
+/// Recomputes every view of `b` from the stored clip (`read_frames` + `crop_resize`) and
+/// spectrogram with the draws the batch reports, and checks the buffers hold exactly those
+/// views.
+fn assert_views_are_their_draws(l: &Loader, b: &Batch) {
+    let s = b.shape;
+    let (vpv, apv) = (s.video_per_view(), s.audio_per_view());
+    assert_eq!(b.views().len(), b.records * s.views);
+    assert_eq!(
+        (b.video().len(), b.audio().len()),
+        (b.views().len() * vpv, b.views().len() * apv)
+    );
+    let (mut dec, mut frames, mut spec) = (ChunkDecoder::new().unwrap(), vec![], vec![]);
+    let mut scratch = ResizeScratch::default();
+    let (mut video, mut audio) = (vec![0u8; vpv], vec![0f32; apv]);
+    let (ds, aug) = (l.dataset(), AudioAugment::default());
+    for (i, v) in b.views().iter().enumerate() {
+        let (si, ri) = ds.locate(v.record as usize).unwrap();
+        let rec = ds.shards[si].record(ri).unwrap();
+        rec.read_frames(&mut dec, v.start_frame as usize, s.clip, &mut frames)
+            .unwrap();
+        crop_resize(
+            &frames,
+            rec.shape(),
+            s.crop as u32,
+            &v.video,
+            v.reversed,
+            &mut scratch,
+            &mut video,
+        );
+        assert!(b.video()[i * vpv..(i + 1) * vpv] == video[..], "view {i}: video");
+        rec.spectrogram_into(&mut dec, &mut spec).unwrap();
+        let e = rec.entry();
+        aug.apply(
+            &spec,
+            e.spec_frames as usize,
+            e.mels as usize,
+            v.audio_start as usize,
+            s.audio_frames,
+            v.reversed,
+            &v.audio,
+            &mut audio,
+        );
+        assert!(b.audio()[i * apv..(i + 1) * apv] == audio[..], "view {i}: audio");
+    }
+}
+
+#[test]
 fn every_view_keeps_picture_and_sound_aligned_with_the_generators_impacts() {
     let dir = tempfile::tempdir().unwrap();
     let config = CorpusConfig {
@@ -297,6 +365,7 @@ fn damaged_records_are_skipped_and_named_or_fail_the_batch_when_strict() {
     let skipped = it.skipped();
     assert_eq!(skipped.len(), 1, "{skipped:?}");
     assert_eq!(b.records, 5);
+    assert_views_are_their_draws(&it, &b);
     assert!(
         skipped[0].error.contains("shard-00000.gdt") && skipped[0].error.contains("checksum"),
         "{}",
