@@ -344,3 +344,61 @@ fn jpeg_codec_packs_smaller_and_verifies() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("unknown codec"), "{}", text(&o));
 }
+
+#[cfg(feature = "ffmpeg")]
+#[test]
+fn a_negative_zstd_level_packs_larger_with_the_same_frames() {
+    use gdt_formats::dataset::Dataset;
+    use gdt_formats::field::frames::ChunkDecoder;
+    use gdt_formats::params::FrameCodec;
+
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    let o = gdt(&[
+        "synth",
+        "-o",
+        corpus.to_str().unwrap(),
+        "--count",
+        "2",
+        "--max-seconds",
+        "2.5",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = corpus.join("manifest.csv");
+    let pack = |out: &Path, level: &str| {
+        // Written as a user would, with a space before the negative number.
+        let o = gdt(&[
+            "pack",
+            m.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--mels",
+            "40",
+            "--zstd-level",
+            level,
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(gdt(&["verify", out.to_str().unwrap()]).status.success());
+    };
+    let (one, fast) = (dir.path().join("one"), dir.path().join("fast"));
+    pack(&one, "1");
+    pack(&fast, "-1");
+    let (a, b) = (Dataset::open(&one).unwrap(), Dataset::open(&fast).unwrap());
+    assert_eq!(
+        b.manifest.params.codec,
+        FrameCodec::RawZstd {
+            level: -1,
+            delta: true
+        }
+    );
+    assert!(b.manifest.totals.stored_bytes > a.manifest.totals.stored_bytes);
+    let mut dec = ChunkDecoder::new().unwrap();
+    let (mut x, mut y) = (vec![], vec![]);
+    for r in 0..a.len() {
+        let (ra, rb) = (a.shards[0].record(r).unwrap(), b.shards[0].record(r).unwrap());
+        let n = ra.entry().frames as usize;
+        ra.read_frames(&mut dec, 0, n, &mut x).unwrap();
+        rb.read_frames(&mut dec, 0, n, &mut y).unwrap();
+        assert!(x == y, "record {r}: frames differ between levels");
+    }
+}

@@ -51,6 +51,14 @@ fn synth_packed_then_bench_load_reports_throughput_and_references() {
     }
     assert_eq!(v["threads"], 2);
     assert_eq!(v["scaling"].as_array().unwrap().len(), 2);
+    // What the figures depend on: the stored codec and this CPU's resample kernel.
+    let stored = v["stored"].as_str().unwrap();
+    assert!(
+        stored.starts_with("zstd level 1 + delta, 8-frame chunks, "),
+        "{stored}"
+    );
+    let kernel = v["resample_kernel"].as_str().unwrap();
+    assert!(["avx2", "ssse3", "scalar"].contains(&kernel), "{kernel}");
     // 4 views per record: clips/s is four times samples/s.
     let ratio = v["clips_per_s"].as_f64().unwrap() / v["samples_per_s"].as_f64().unwrap();
     assert!((ratio - 4.0).abs() < 1e-9);
@@ -73,7 +81,9 @@ fn synth_packed_then_bench_load_reports_throughput_and_references() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("floor") && text(&o).contains("clips/s"),
+        text(&o).contains("floor")
+            && text(&o).contains("clips/s")
+            && text(&o).contains("stored as zstd level 1"),
         "{}",
         text(&o)
     );

@@ -205,6 +205,18 @@ enum Kernel {
     Avx2,
 }
 
+/// The resample kernel this CPU runs (`avx2`, `ssse3` or `scalar`), for benchmark reports:
+/// the same dataset loads at different speeds on machines without SIMD.
+pub fn resample_kernel() -> &'static str {
+    match Kernel::best() {
+        Kernel::Scalar => "scalar",
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Ssse3 => "ssse3",
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => "avx2",
+    }
+}
+
 impl Kernel {
     fn best() -> Kernel {
         #[cfg(target_arch = "x86_64")]

@@ -202,8 +202,9 @@ pub struct PackArgs {
     /// Frames per independently compressed chunk.
     #[arg(long, default_value_t = 8)]
     pub chunk_frames: u32,
-    /// zstd level for frame chunks.
-    #[arg(long, default_value_t = 1)]
+    /// zstd level for frame chunks, -7..=22. Negative levels store literals uncompressed:
+    /// larger shards that decompress faster, for loaders short of CPU (see docs/LOADER.md).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub zstd_level: i32,
     /// Store frames as they are, without the delta-to-previous-frame filter.
     #[arg(long)]

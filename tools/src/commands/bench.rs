@@ -5,6 +5,8 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use gdt_formats::dataset::DatasetManifest;
+use gdt_formats::params::FrameCodec;
 use gdt_pipeline::batch::BatchShape;
 use gdt_pipeline::loader::{LoaderBuilder, StageSeconds};
 use serde::Serialize;
@@ -86,6 +88,18 @@ fn load(a: BenchLoadArgs) -> Result<i32> {
     let floor = measure(&a, max_threads, true)?;
     let shape = floor.shape;
     let baseline = baseline(&a, max_threads, &shape);
+    // What the figures depend on besides the machine: how frames are stored, and which
+    // resample kernel this CPU runs.
+    let manifest =
+        DatasetManifest::load(&a.dataset).with_context(|| format!("reading {}", a.dataset.display()))?;
+    let t = &manifest.totals;
+    let stored = format!(
+        "{}, {}-frame chunks, {:.2}x vs raw frames",
+        codec_name(&manifest.params.codec),
+        manifest.params.chunk_frames,
+        t.raw_frame_bytes as f64 / t.stored_bytes.max(1) as f64
+    );
+    let kernel = gdt_pipeline::augment::resample_kernel();
 
     if a.json {
         let v = serde_json::json!({
@@ -102,6 +116,8 @@ fn load(a: BenchLoadArgs) -> Result<i32> {
             "views_per_record": shape.views,
             "clip": [shape.clip, shape.crop, shape.crop],
             "audio": [shape.mels, shape.audio_frames],
+            "stored": stored,
+            "resample_kernel": kernel,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
@@ -119,6 +135,7 @@ fn load(a: BenchLoadArgs) -> Result<i32> {
         a.batches,
         a.warmup
     );
+    println!("stored as {stored}; resample kernel {kernel}");
     println!("threads   clips/s  samples/s     MB/s   read%  video%  audio%  wait%");
     for r in &runs {
         println!(
@@ -154,6 +171,15 @@ fn load(a: BenchLoadArgs) -> Result<i32> {
         Err(e) => println!("baseline  not measured: {e:#}"),
     }
     Ok(0)
+}
+
+fn codec_name(codec: &FrameCodec) -> String {
+    match *codec {
+        FrameCodec::RawZstd { level, delta } => {
+            format!("zstd level {level}{}", if delta { " + delta" } else { "" })
+        }
+        FrameCodec::Jpeg { quality } => format!("JPEG quality {quality}"),
+    }
 }
 
 #[cfg(not(feature = "ffmpeg"))]
