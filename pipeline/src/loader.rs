@@ -114,6 +114,9 @@ pub struct LoaderBuilder {
     strict: bool,
     normalised: bool,
     floor: bool,
+    /// A worker panics on this record: how the tests reach the panic path.
+    #[cfg(test)]
+    panic_at_record: Option<u32>,
 }
 
 impl LoaderBuilder {
@@ -138,6 +141,8 @@ impl LoaderBuilder {
             strict: false,
             normalised: false,
             floor: false,
+            #[cfg(test)]
+            panic_at_record: None,
         }
     }
 
@@ -557,6 +562,10 @@ fn add_record(
         what,
     };
     let view = shard.record(ri)?;
+    #[cfg(test)]
+    if cfg.panic_at_record == Some(record) {
+        panic!("injected for record {record}");
+    }
     let e = *view.entry();
     if (e.frames as usize) < cfg.clip {
         return Err(err(format!(
@@ -658,4 +667,70 @@ fn add_record(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::packed::write_packed;
+    use crate::synth::{plan, CorpusConfig};
+    use gdt_formats::params::PackParams;
+
+    #[test]
+    fn a_worker_panic_fails_its_batch_only_and_names_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let videos = plan(&CorpusConfig {
+            count: 6,
+            seed: 3,
+            min_duration_s: 2.0,
+            max_duration_s: 3.0,
+            ..CorpusConfig::default()
+        });
+        let params = PackParams {
+            mels: 40,
+            max_seconds: 3.0,
+            ..PackParams::default()
+        };
+        write_packed(dir.path(), &videos, &params, 1 << 30).unwrap();
+        let builder = || LoaderBuilder::new(dir.path()).batch_size(2).threads(2).epochs(2);
+        let order: Vec<Vec<u32>> = builder()
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap().views().iter().step_by(4).map(|v| v.record).collect())
+            .collect();
+        let victim = order[1][0];
+        let mut faulty = builder();
+        faulty.panic_at_record = Some(victim);
+        let loader = faulty.build().unwrap();
+        // On another thread, so that a hang fails the test instead of stalling it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let results: Vec<Result<Vec<u32>, String>> = loader
+                .map(|b| {
+                    b.map(|b| b.views().iter().step_by(4).map(|v| v.record).collect())
+                        .map_err(|e| e.to_string())
+                })
+                .collect();
+            let _ = tx.send(results);
+        });
+        let results = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the loader hung after a worker panic");
+        assert_eq!(results.len(), order.len(), "every batch is still delivered");
+        for (got, want) in results.iter().zip(&order) {
+            match got {
+                Err(e) => {
+                    assert!(want.contains(&victim), "a batch without the record failed: {e}");
+                    assert!(
+                        e.contains("panicked") && e.contains(&format!("injected for record {victim}")),
+                        "{e}"
+                    );
+                }
+                Ok(records) => {
+                    assert!(!want.contains(&victim), "the victim's batch succeeded");
+                    assert_eq!(records, want);
+                }
+            }
+        }
+    }
 }
