@@ -222,9 +222,14 @@ fn a_full_disk_fails_pack_and_train_with_the_path_and_no_complete_looking_file()
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("safetensors") && err.contains(run.to_str().unwrap()),
+        err.contains("model.safetensors")
+            && err.contains(run.to_str().unwrap())
+            && err.to_lowercase().contains("file too large"),
         "{err}"
     );
+    // Said once, plainly: not the path twice, not a Debug dump of the I/O error.
+    assert_eq!(err.matches("model.safetensors").count(), 1, "{err}");
+    assert!(!err.contains("IoError("), "{err}");
     // Not even the partial `.tmp` directory: it is removed to give the space back.
     let left: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
         .map(|d| {

@@ -53,6 +53,25 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     }
 }
 
+/// tch wraps safetensors' errors with the path a second time and shows their I/O errors in
+/// Debug form; an I/O failure (a full disk, a missing file) is reported as one instead,
+/// naming the path once.
+fn tensor_error(path: &Path, source: tch::TchError) -> CheckpointError {
+    let path = path.to_path_buf();
+    match source {
+        tch::TchError::Io(source)
+        | tch::TchError::SafeTensorError {
+            err: safetensors::SafeTensorError::IoError(source),
+            ..
+        } => CheckpointError::Io { path, source },
+        tch::TchError::SafeTensorError { err, .. } => CheckpointError::Invalid {
+            path,
+            message: format!("not a readable safetensors file ({err:?})"),
+        },
+        source => CheckpointError::Tensor { path, source },
+    }
+}
+
 fn sync_file(path: &Path) -> Result<(), CheckpointError> {
     fs::File::open(path).and_then(|f| f.sync_all()).map_err(io(path))
 }
@@ -86,10 +105,7 @@ pub fn save(
     model.sort_by(|a, b| a.0.cmp(&b.0));
     let write = |name: &str, tensors: &[(String, Tensor)]| -> Result<(), CheckpointError> {
         let path = tmp.join(name);
-        Tensor::write_safetensors(tensors, &path).map_err(|source| CheckpointError::Tensor {
-            path: path.clone(),
-            source,
-        })?;
+        Tensor::write_safetensors(tensors, &path).map_err(|e| tensor_error(&path, e))?;
         sync_file(&path)
     };
     let filled = (|| {
@@ -177,10 +193,7 @@ pub fn read_state(dir: &Path) -> Result<CheckpointState, CheckpointError> {
 /// Loads the model weights of a checkpoint into `vs` (which must have the same variables).
 pub fn load_model(dir: &Path, vs: &nn::VarStore) -> Result<(), CheckpointError> {
     let path = dir.join(MODEL_FILE);
-    let saved = Tensor::read_safetensors(&path).map_err(|source| CheckpointError::Tensor {
-        path: path.clone(),
-        source,
-    })?;
+    let saved = Tensor::read_safetensors(&path).map_err(|e| tensor_error(&path, e))?;
     let saved: std::collections::HashMap<String, Tensor> = saved.into_iter().collect();
     let invalid = |message: String| CheckpointError::Invalid {
         path: path.clone(),
@@ -197,10 +210,7 @@ pub fn load_model(dir: &Path, vs: &nn::VarStore) -> Result<(), CheckpointError> 
                 var.size()
             )));
         }
-        tch::no_grad(|| var.f_copy_(src)).map_err(|source| CheckpointError::Tensor {
-            path: path.clone(),
-            source,
-        })?;
+        tch::no_grad(|| var.f_copy_(src)).map_err(|e| tensor_error(&path, e))?;
     }
     Ok(())
 }
@@ -210,11 +220,30 @@ pub fn load(dir: &Path, vs: &nn::VarStore, sgd: &mut Sgd) -> Result<CheckpointSt
     let state = read_state(dir)?;
     load_model(dir, vs)?;
     let path = dir.join(OPTIMIZER_FILE);
-    let saved = Tensor::read_safetensors(&path).map_err(|source| CheckpointError::Tensor {
-        path: path.clone(),
-        source,
-    })?;
-    sgd.load_state(&saved)
-        .map_err(|source| CheckpointError::Tensor { path, source })?;
+    let saved = Tensor::read_safetensors(&path).map_err(|e| tensor_error(&path, e))?;
+    sgd.load_state(&saved).map_err(|e| tensor_error(&path, e))?;
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_weights_are_named_once_with_a_plain_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _ = vs.root().zeros("w", &[2]);
+        let path = dir.path().join(MODEL_FILE);
+        let message = |e: CheckpointError| {
+            let m = e.to_string();
+            assert_eq!(m.matches(MODEL_FILE).count(), 1, "{m}");
+            m
+        };
+        let missing = message(load_model(dir.path(), &vs).unwrap_err());
+        assert!(missing.contains("No such file"), "{missing}");
+        std::fs::write(&path, b"not safetensors at all").unwrap();
+        let garbage = message(load_model(dir.path(), &vs).unwrap_err());
+        assert!(garbage.contains("not a readable safetensors file"), "{garbage}");
+    }
 }
