@@ -72,6 +72,7 @@ fn write_dataset(dir: &Path) {
             ..Totals::default()
         },
         skipped: Default::default(),
+        source_root: None,
     }
     .save(dir)
     .unwrap();

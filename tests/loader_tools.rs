@@ -138,4 +138,31 @@ fn bench_load_measures_the_ffmpeg_baseline_when_sources_are_at_hand() {
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["baseline_clips_per_s"].as_f64().unwrap() > 0.0, "{v}");
+
+    // Without --sources, from another working directory: the folder `gdt pack` recorded.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gdt"))
+        .args([
+            "bench",
+            "load",
+            ds.to_str().unwrap(),
+            "--batches",
+            "1",
+            "--warmup",
+            "0",
+        ])
+        .args([
+            "--batch-size",
+            "2",
+            "--threads",
+            "1",
+            "--baseline-records",
+            "1",
+            "--json",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["baseline_clips_per_s"].as_f64().unwrap() > 0.0, "{v}");
 }

@@ -70,6 +70,11 @@ pub struct DatasetManifest {
     pub totals: Totals,
     /// Skipped inputs per reason.
     pub skipped: BTreeMap<String, usize>,
+    /// The folder the records' `source` paths are relative to (absolute, as the packer saw
+    /// it), so tools can find the original videos: `gdt bench load`'s baseline decodes them.
+    /// Absent for datasets rendered without source files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_root: Option<std::path::PathBuf>,
 }
 
 impl DatasetManifest {
@@ -229,6 +234,7 @@ mod tests {
             label_counts: BTreeMap::new(),
             totals: Totals::default(),
             skipped: BTreeMap::new(),
+            source_root: None,
         }
     }
 

@@ -308,6 +308,7 @@ fn mutated_dataset_json_never_panics() {
         label_counts: Default::default(),
         totals: Totals::default(),
         skipped: Default::default(),
+        source_root: None,
     };
     manifest.save(dir.path()).unwrap();
     let path = dir.path().join(gdt_formats::dataset::DATASET_FILE);

@@ -261,8 +261,8 @@ pub struct BenchLoadArgs {
     /// Records decoded on the fly for the baseline.
     #[arg(long, default_value_t = 8)]
     pub baseline_records: usize,
-    /// Where the source videos are (records name them relative to their manifest).
-    /// Default: the directory of the dataset's sources as recorded, if they exist.
+    /// Where the source videos are (records name them relative to the CSV manifest's folder,
+    /// or the folder packed). Default: that folder, as `gdt pack` recorded it.
     #[arg(long)]
     pub sources: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]

@@ -19,6 +19,18 @@ pub struct PackInput {
     pub split: Option<String>,
 }
 
+/// The folder `list_inputs(input)` names its sources relative to, made absolute: the
+/// directory itself, or the CSV manifest's directory. None if it cannot be resolved.
+pub fn source_root(input: &Path) -> Option<PathBuf> {
+    let dir = if input.is_dir() { input } else { input.parent()? };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::fs::canonicalize(dir).ok()
+}
+
 /// Lists the inputs: a directory is walked recursively (video extensions only, sorted by
 /// path, label = the first directory under the root, as in UCF-101's class folders); a file
 /// is read as a CSV manifest `path[,label[,split]]` with an optional `path,...` header and

@@ -21,7 +21,7 @@ use gdt_formats::shard::{EncodedRecord, ShardWriter, FORMAT_VERSION};
 use gdt_formats::FormatError;
 use serde::{Deserialize, Serialize};
 
-pub use input::{list_inputs, PackInput, VIDEO_EXTENSIONS};
+pub use input::{list_inputs, source_root, PackInput, VIDEO_EXTENSIONS};
 pub use state::{PackState, STATE_FILE};
 
 use crate::decode::DecodeError;
@@ -69,6 +69,9 @@ pub struct PackConfig {
     pub min_frames: usize,
     /// Start over, deleting an earlier (partial or complete) pack in `output`.
     pub force: bool,
+    /// Recorded in `dataset.json` so tools can find the source videos later (see
+    /// [`source_root`]). Not part of the resume fingerprint: a corpus may move.
+    pub source_root: Option<PathBuf>,
 }
 
 impl PackConfig {
@@ -83,6 +86,7 @@ impl PackConfig {
             silence_for_missing_audio: false,
             min_frames: 30,
             force: false,
+            source_root: None,
         }
     }
 }
@@ -293,7 +297,8 @@ pub fn pack(
         return Err(e);
     }
 
-    let manifest = describe(&st, &config.params, labels);
+    let mut manifest = describe(&st, &config.params, labels);
+    manifest.source_root = config.source_root.clone();
     write_report(out, &st.outcomes)?;
     manifest.save(out)?;
     st.complete = true;
@@ -454,6 +459,7 @@ fn describe(st: &PackState, params: &PackParams, labels: Vec<String>) -> Dataset
         label_counts,
         totals,
         skipped,
+        source_root: None,
     }
 }
 

@@ -156,6 +156,7 @@ pub fn write_packed(
         label_counts,
         totals,
         skipped: BTreeMap::new(),
+        source_root: None,
     };
     manifest.save(out)?;
     Ok(manifest)

@@ -204,9 +204,9 @@ fn baseline(a: &BenchLoadArgs, threads: usize, shape: &BatchShape) -> Result<f64
     for g in 0..ds.len().min(a.baseline_records.max(1)) {
         let (s, r) = ds.locate(g).expect("in range");
         let meta = ds.shards[s].record(r)?.meta()?;
-        let path = match &a.sources {
-            Some(dir) => dir.join(&meta.source),
-            None => PathBuf::from(&meta.source),
+        let path = match (&a.sources, &ds.manifest.source_root) {
+            (Some(dir), _) | (None, Some(dir)) => dir.join(&meta.source),
+            (None, None) => PathBuf::from(&meta.source),
         };
         if !path.exists() {
             bail!(

@@ -77,7 +77,7 @@ fn run_pack(args: PackArgs, params: PackParams, shard_size: u64) -> Result<i32> 
     use std::time::{Duration, Instant};
 
     use gdt_pipeline::pack::{
-        list_inputs, pack, Outcome, PackConfig, PackError, Progress, Status, REPORT_FILE,
+        list_inputs, pack, source_root, Outcome, PackConfig, PackError, Progress, Status, REPORT_FILE,
     };
 
     struct Bar {
@@ -127,6 +127,7 @@ fn run_pack(args: PackArgs, params: PackParams, shard_size: u64) -> Result<i32> 
         time_limit: (args.time_limit > 0.0).then(|| Duration::from_secs_f64(args.time_limit)),
         silence_for_missing_audio: args.no_audio == "silence",
         force: args.force,
+        source_root: source_root(&args.input),
         ..PackConfig::new(args.out.clone())
     };
     let cancel = Arc::new(AtomicBool::new(false));
