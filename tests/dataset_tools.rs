@@ -348,7 +348,7 @@ fn jpeg_codec_packs_smaller_and_verifies() {
 
 #[cfg(feature = "ffmpeg")]
 #[test]
-fn a_negative_zstd_level_packs_larger_with_the_same_frames() {
+fn fast_loading_packs_are_larger_with_the_same_frames() {
     use gdt_formats::dataset::Dataset;
     use gdt_formats::field::frames::ChunkDecoder;
     use gdt_formats::params::FrameCodec;
@@ -366,40 +366,59 @@ fn a_negative_zstd_level_packs_larger_with_the_same_frames() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let m = corpus.join("manifest.csv");
-    let pack = |out: &Path, level: &str| {
-        // Written as a user would, with a space before the negative number.
-        let o = gdt(&[
+    let pack = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
             "pack",
             m.to_str().unwrap(),
             "-o",
             out.to_str().unwrap(),
             "--mels",
             "40",
-            "--zstd-level",
-            level,
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let o = gdt(&args);
         assert!(o.status.success(), "{}", text(&o));
         assert!(gdt(&["verify", out.to_str().unwrap()]).status.success());
+        Dataset::open(out).unwrap()
     };
-    let (one, fast) = (dir.path().join("one"), dir.path().join("fast"));
-    pack(&one, "1");
-    pack(&fast, "-1");
-    let (a, b) = (Dataset::open(&one).unwrap(), Dataset::open(&fast).unwrap());
+    let default = pack(&dir.path().join("default"), &[]);
+    // A negative level written as a user would, with a space before it.
+    let minus_one = pack(&dir.path().join("minus-one"), &["--zstd-level", "-1"]);
+    let fast = pack(&dir.path().join("fast"), &["--fast-load"]);
     assert_eq!(
-        b.manifest.params.codec,
+        minus_one.manifest.params.codec,
         FrameCodec::RawZstd {
             level: -1,
             delta: true
         }
     );
-    assert!(b.manifest.totals.stored_bytes > a.manifest.totals.stored_bytes);
+    assert_eq!(fast.manifest.params.codec, minus_one.manifest.params.codec);
+    assert_eq!(fast.manifest.params.chunk_frames, 4);
+    let size = |d: &Dataset| d.manifest.totals.stored_bytes;
+    assert!(size(&default) < size(&minus_one) && size(&minus_one) < size(&fast));
     let mut dec = ChunkDecoder::new().unwrap();
     let (mut x, mut y) = (vec![], vec![]);
-    for r in 0..a.len() {
-        let (ra, rb) = (a.shards[0].record(r).unwrap(), b.shards[0].record(r).unwrap());
-        let n = ra.entry().frames as usize;
-        ra.read_frames(&mut dec, 0, n, &mut x).unwrap();
-        rb.read_frames(&mut dec, 0, n, &mut y).unwrap();
-        assert!(x == y, "record {r}: frames differ between levels");
+    for other in [&minus_one, &fast] {
+        for r in 0..default.len() {
+            let (a, b) = (
+                default.shards[0].record(r).unwrap(),
+                other.shards[0].record(r).unwrap(),
+            );
+            let n = a.entry().frames as usize;
+            a.read_frames(&mut dec, 0, n, &mut x).unwrap();
+            b.read_frames(&mut dec, 0, n, &mut y).unwrap();
+            assert!(x == y, "record {r}: frames differ from the default pack");
+        }
     }
+    // --fast-load names its own chunk size and level: giving either as well is a usage error.
+    let o = gdt(&[
+        "pack",
+        m.to_str().unwrap(),
+        "-o",
+        "x",
+        "--fast-load",
+        "--zstd-level",
+        "3",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }

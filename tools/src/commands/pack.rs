@@ -28,10 +28,20 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok((n * mult as f64) as u64)
 }
 
+/// `--fast-load`: what `gdt bench load` measured fastest per core (docs/LOADER.md): small
+/// chunks waste fewer decoded frames per clip and stay in cache; a negative level skips
+/// entropy-coding literals.
+const FAST_LOAD: (u32, i32) = (4, -1);
+
 pub fn params_from(args: &PackArgs) -> Result<PackParams> {
+    let (chunk_frames, level) = if args.fast_load {
+        FAST_LOAD
+    } else {
+        (args.chunk_frames, args.zstd_level)
+    };
     let codec = match args.codec.as_str() {
         "raw" => FrameCodec::RawZstd {
-            level: args.zstd_level,
+            level,
             delta: !args.no_delta,
         },
         "jpeg" => FrameCodec::Jpeg {
@@ -44,7 +54,7 @@ pub fn params_from(args: &PackArgs) -> Result<PackParams> {
         short_side: args.short_side,
         max_long_side: args.max_long_side,
         max_seconds: args.max_seconds,
-        chunk_frames: args.chunk_frames,
+        chunk_frames,
         codec,
         mels: args.mels,
         ..PackParams::default()
