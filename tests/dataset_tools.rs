@@ -280,11 +280,10 @@ fn pack_then_inspect_verify_preview_as_a_user_would() {
     assert!(text(&o).contains("no video files found"), "{}", text(&o));
 }
 
+/// A synthetic corpus of two videos of up to 2.5 s in `dir/corpus`; returns its manifest.
 #[cfg(feature = "ffmpeg")]
-#[test]
-fn jpeg_codec_packs_smaller_and_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("corpus");
+fn two_short_videos(dir: &Path) -> std::path::PathBuf {
+    let corpus = dir.join("corpus");
     let o = gdt(&[
         "synth",
         "-o",
@@ -295,8 +294,15 @@ fn jpeg_codec_packs_smaller_and_verifies() {
         "2.5",
     ]);
     assert!(o.status.success(), "{}", text(&o));
+    corpus.join("manifest.csv")
+}
+
+#[cfg(feature = "ffmpeg")]
+#[test]
+fn jpeg_codec_packs_smaller_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = two_short_videos(dir.path());
     let (raw, jpeg) = (dir.path().join("raw"), dir.path().join("jpeg"));
-    let m = corpus.join("manifest.csv");
     assert!(gdt(&[
         "pack",
         m.to_str().unwrap(),
@@ -354,18 +360,7 @@ fn fast_loading_packs_are_larger_with_the_same_frames() {
     use gdt_formats::params::FrameCodec;
 
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("corpus");
-    let o = gdt(&[
-        "synth",
-        "-o",
-        corpus.to_str().unwrap(),
-        "--count",
-        "2",
-        "--max-seconds",
-        "2.5",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let m = corpus.join("manifest.csv");
+    let m = two_short_videos(dir.path());
     let pack = |out: &Path, extra: &[&str]| {
         let mut args = vec![
             "pack",
