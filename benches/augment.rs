@@ -5,9 +5,9 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gdt_formats::field::frames::FrameShape;
 use gdt_formats::params::PackParams;
-use gdt_pipeline::augment::{crop_resize, AudioAugment, ResizeScratch, VideoAugment};
-use gdt_pipeline::sampler::draw_stream;
-use gdt_pipeline::spectrogram::MelSpectrogram;
+use gdt_pipeline::load::augment::{crop_resize, AudioAugment, ResizeScratch, VideoAugment};
+use gdt_pipeline::load::sampler::draw_stream;
+use gdt_pipeline::source::spectrogram::MelSpectrogram;
 
 fn clip_crop_flip(c: &mut Criterion) {
     let shape = FrameShape {

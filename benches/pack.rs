@@ -23,9 +23,9 @@ fn main() {
     use gdt_formats::field::frames::ChunkDecoder;
     use gdt_formats::params::{FrameCodec, PackParams};
     use gdt_pipeline::pack::{list_inputs, pack, PackConfig, Quiet};
+    use gdt_pipeline::source::window::{decode_windows, WindowOptions};
     use gdt_pipeline::synth::encode::write_video;
     use gdt_pipeline::synth::{manifest_csv, plan, CorpusConfig, Scene};
-    use gdt_pipeline::window::{decode_windows, WindowOptions};
 
     let args: Vec<String> = std::env::args()
         .skip(1)

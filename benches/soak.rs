@@ -12,7 +12,7 @@ mod process;
 use std::time::Instant;
 
 use gdt_formats::params::PackParams;
-use gdt_pipeline::loader::LoaderBuilder;
+use gdt_pipeline::load::loader::LoaderBuilder;
 use gdt_pipeline::synth::packed::write_packed;
 use gdt_pipeline::synth::{plan, CorpusConfig};
 use gdt_trainer::config::TrainConfig;

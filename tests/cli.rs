@@ -38,6 +38,17 @@ fn usage_errors_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     let o = gdt(&["synth"]);
     assert_eq!(o.status.code(), Some(2), "missing -o");
+    // Choices are checked by clap like any other usage error, and every value is named.
+    for args in [
+        &["synth", "-o", "x", "--containers", "mp4,flv"][..],
+        &["pack", "videos", "-o", "x", "--no-audio", "pad"][..],
+        &["pack", "videos", "-o", "x", "--codec", "webp"][..],
+    ] {
+        let o = gdt(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("possible values"), "{}", stderr(&o));
+    }
+    assert!(stderr(&gdt(&["synth", "-o", "x", "--containers", "flv"])).contains("mp4, mkv, avi, mov, webm"));
 }
 
 #[test]
@@ -84,7 +95,7 @@ fn synth_without_ffmpeg_explains_what_is_missing() {
 #[cfg(feature = "ffmpeg")]
 mod with_ffmpeg {
     use super::*;
-    use gdt_pipeline::decode::probe;
+    use gdt_pipeline::source::decode::probe;
     use std::path::Path;
 
     fn synth(out: &Path, jobs: &str, extra: &[&str]) -> Output {

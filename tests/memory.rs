@@ -6,10 +6,8 @@
 #[path = "common/process.rs"]
 mod process;
 
-use gdt_formats::params::PackParams;
-use gdt_pipeline::loader::LoaderBuilder;
-use gdt_pipeline::synth::packed::write_packed;
-use gdt_pipeline::synth::{plan, CorpusConfig};
+use gdt_pipeline::load::loader::LoaderBuilder;
+use gdt_pipeline::synth::packed::SmallDataset;
 use process::Usage;
 
 const EPOCHS: u64 = 30;
@@ -21,19 +19,15 @@ const PREFETCH: usize = 4;
 #[test]
 fn loader_memory_does_not_grow_with_epochs() {
     let dir = tempfile::tempdir().unwrap();
-    let videos = plan(&CorpusConfig {
+    SmallDataset {
         count: 12,
         seed: 4,
-        min_duration_s: 2.0,
-        max_duration_s: 4.0,
-        ..CorpusConfig::default()
-    });
-    let params = PackParams {
-        mels: 40,
         max_seconds: 4.0,
-        ..PackParams::default()
-    };
-    write_packed(dir.path(), &videos, &params, 1 << 20).unwrap();
+        shard_size: 1 << 20,
+        ..SmallDataset::default()
+    }
+    .write(dir.path())
+    .unwrap();
 
     let before = Usage::now();
     let mut loader = LoaderBuilder::new(dir.path())

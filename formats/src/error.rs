@@ -1,52 +1,102 @@
 //! What can be wrong with a file gdt reads, always with the file's name.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// A format error. Every variant names the file; record-level variants also name the record.
+/// An I/O failure on a named file. Every gdt library reports I/O in this one shape, so a
+/// message always names the file once, followed by the system's cause.
 #[derive(Debug, thiserror::Error)]
-pub enum FormatError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: not a gdt shard (bad magic {found:?})")]
-    NotAShard { path: PathBuf, found: Vec<u8> },
-    #[error("{path}: incompatible format version: the file has version {found}, this gdt reads version {supported}")]
-    Version {
-        path: PathBuf,
-        found: u32,
-        supported: u32,
-    },
-    #[error("{path}: malformed: {what}")]
-    Malformed { path: PathBuf, what: String },
-    #[error("{path}: checksum mismatch in the {region}")]
-    Checksum { path: PathBuf, region: &'static str },
-    #[error("{path}: record {record}: {what}")]
-    Record {
-        path: PathBuf,
-        record: usize,
-        what: String,
-    },
-    #[error("{path}: {what}: {source}")]
-    Json {
-        path: PathBuf,
-        what: &'static str,
-        source: serde_json::Error,
-    },
+#[error("{path}: {source}")]
+pub struct FileError {
+    /// The file (or directory) the operation was on.
+    pub path: PathBuf,
+    /// What the system said.
+    pub source: std::io::Error,
 }
 
-impl FormatError {
-    pub(crate) fn malformed(path: &std::path::Path, what: impl Into<String>) -> FormatError {
-        FormatError::Malformed {
-            path: path.to_path_buf(),
-            what: what.into(),
-        }
-    }
-
-    pub(crate) fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> FormatError + '_ {
-        move |source| FormatError::Io {
+impl FileError {
+    /// For `map_err`: wraps an I/O error on `path`.
+    pub fn at(path: &Path) -> impl Fn(std::io::Error) -> FileError + '_ {
+        move |source| FileError {
             path: path.to_path_buf(),
             source,
         }
     }
 }
 
+/// A format error. Every variant names the file; record-level variants also name the record.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    /// Reading or writing the file failed.
+    #[error(transparent)]
+    Io(#[from] FileError),
+    /// The file does not start with a shard's magic.
+    #[error("{path}: not a gdt shard (bad magic {found:?})")]
+    NotAShard {
+        /// The file.
+        path: PathBuf,
+        /// Its first bytes.
+        found: Vec<u8>,
+    },
+    /// The file is of a format version this gdt does not read.
+    #[error("{path}: incompatible format version: the file has version {found}, this gdt reads version {supported}")]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+        /// The version this gdt reads.
+        supported: u32,
+    },
+    /// A field or structure breaks the format's rules.
+    #[error("{path}: malformed: {what}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// Which rule, and how.
+        what: String,
+    },
+    /// A checksummed region does not match its checksum.
+    #[error("{path}: checksum mismatch in the {region}")]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// Header, index or footer.
+        region: &'static str,
+    },
+    /// One record is damaged or inconsistent.
+    #[error("{path}: record {record}: {what}")]
+    Record {
+        /// The shard.
+        path: PathBuf,
+        /// The record within the shard.
+        record: usize,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// A JSON document (parameters, `dataset.json`) does not parse.
+    #[error("{path}: {what}: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// Which document.
+        what: &'static str,
+        /// The parser's message.
+        source: serde_json::Error,
+    },
+}
+
+impl FormatError {
+    pub(crate) fn malformed(path: &Path, what: impl Into<String>) -> FormatError {
+        FormatError::Malformed {
+            path: path.to_path_buf(),
+            what: what.into(),
+        }
+    }
+
+    pub(crate) fn io(path: &Path) -> impl Fn(std::io::Error) -> FormatError + '_ {
+        move |source| FileError::at(path)(source).into()
+    }
+}
+
+/// The formats crate's result.
 pub type Result<T, E = FormatError> = std::result::Result<T, E>;

@@ -31,6 +31,8 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod atomic_file;
 pub mod dataset;
 pub mod error;
@@ -38,4 +40,4 @@ pub mod field;
 pub mod params;
 pub mod shard;
 
-pub use error::FormatError;
+pub use error::{FileError, FormatError};

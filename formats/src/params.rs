@@ -9,15 +9,30 @@ use serde::{Deserialize, Serialize};
 pub enum FrameCodec {
     /// Planar RGB u8, zstd per chunk. With `delta`, every frame after a chunk's first is
     /// stored as its byte-wise (wrapping) difference from the previous frame.
-    RawZstd { level: i32, delta: bool },
+    RawZstd {
+        /// zstd level, -7..=22.
+        level: i32,
+        /// Store frames after the first of a chunk as differences.
+        delta: bool,
+    },
     /// One baseline JPEG per frame (lossy), for users short of disk.
-    Jpeg { quality: u8 },
+    Jpeg {
+        /// JPEG quality, 1..=100.
+        quality: u8,
+    },
+}
+
+impl FrameCodec {
+    /// The zstd level of the default codec.
+    pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
+    /// The JPEG quality used when none is given.
+    pub const DEFAULT_JPEG_QUALITY: u8 = 90;
 }
 
 impl Default for FrameCodec {
     fn default() -> Self {
         FrameCodec::RawZstd {
-            level: 1,
+            level: FrameCodec::DEFAULT_ZSTD_LEVEL,
             delta: true,
         }
     }
@@ -32,6 +47,7 @@ pub enum MelFilters {
     Reference,
 }
 
+/// Everything that decides the bytes of a packed record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PackParams {
     /// Frames per second after resampling by timestamp.
@@ -44,18 +60,25 @@ pub struct PackParams {
     pub max_seconds: f64,
     /// Frames per independently compressed chunk.
     pub chunk_frames: u32,
+    /// How frame chunks are stored.
     pub codec: FrameCodec,
     /// Audio rate after resampling, Hz.
     pub sample_rate: u32,
+    /// Mel filters (spectrogram rows).
     pub mels: u32,
     /// Analysis window, samples (20 ms at 24 kHz).
     pub window_samples: u32,
     /// Hop between spectrogram frames, samples (10 ms at 24 kHz).
     pub hop_samples: u32,
+    /// FFT size.
     pub nfft: u32,
+    /// Pre-emphasis coefficient.
     pub preemphasis: f32,
+    /// Lowest mel band edge, Hz.
     pub fmin_hz: f32,
+    /// Highest mel band edge, Hz.
     pub fmax_hz: f32,
+    /// How the filters are built.
     pub mel_filters: MelFilters,
 }
 
@@ -82,6 +105,21 @@ impl Default for PackParams {
 }
 
 impl PackParams {
+    /// `gdt pack --fast-load`: what `gdt bench load` measured fastest per loader core
+    /// (docs/LOADER.md), for about 1.5x the disk of the defaults. Small chunks waste fewer
+    /// decoded frames per clip and stay in cache; a negative zstd level skips entropy-coding
+    /// literals.
+    pub fn fast_load() -> PackParams {
+        PackParams {
+            chunk_frames: 4,
+            codec: FrameCodec::RawZstd {
+                level: -1,
+                delta: true,
+            },
+            ..PackParams::default()
+        }
+    }
+
     /// Checks ranges, so that a reader can size buffers from these numbers safely.
     pub fn validate(&self) -> Result<(), String> {
         let check = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_string()) };

@@ -123,7 +123,7 @@ fn foreign_and_future_files_get_typed_errors() {
     }
     assert!(matches!(
         Shard::open(&dir.path().join("missing.gdt")),
-        Err(FormatError::Io { .. })
+        Err(FormatError::Io(_))
     ));
 }
 

@@ -1,13 +1,14 @@
 //! gdt's data pipeline: everything between a video file and a ready batch, without torch.
+//! The folders follow the data:
 //!
-//! - Packing (feature `ffmpeg`): `decode` (probe, raw decode), `window` (a source as aligned
-//!   windows at 30 fps and 24 kHz), `pack` (the parallel, resumable packer).
-//! - Audio features: [`resample`] (rubato), [`spectrogram`] (the reference log-mel).
-//! - Loading: [`sampler`] (epoch order, ranks, time shifts), [`augment`], [`batch`],
-//!   [`loader`]; `baseline` (feature `ffmpeg`) is the on-the-fly reference for benchmarks;
-//!   [`clips`] reads clips at chosen positions without randomness (evaluation).
+//! - [`source`]: a video file decoded into aligned windows (frames at 30 fps, log-mel audio);
+//!   decoding needs the `ffmpeg` feature, the audio features do not.
+//! - `pack` (feature `ffmpeg`): windows compressed into a dataset's shards, in parallel,
+//!   resumably.
+//! - [`load`]: records sampled into GDT views, augmented and batched on worker threads.
 //! - [`synth`]: the synthetic audio-visual corpus (scenes, plans; container files with the
 //!   `ffmpeg` feature, or straight into packed form).
+//! - `baseline` (feature `ffmpeg`): the on-the-fly decoder `gdt bench load` compares with.
 //!
 //! See ARCHITECTURE.md for the data flow.
 //!
@@ -18,22 +19,15 @@
 //! assert!(!scene.frame_times().is_empty());
 //! ```
 
-pub mod augment;
+#![deny(missing_docs)]
+
 #[cfg(feature = "ffmpeg")]
 pub mod baseline;
-pub mod batch;
-pub mod clips;
-#[cfg(feature = "ffmpeg")]
-pub mod decode;
-pub mod loader;
+pub mod load;
 #[cfg(feature = "ffmpeg")]
 pub mod pack;
-pub mod resample;
-pub mod sampler;
-pub mod spectrogram;
+pub mod source;
 pub mod synth;
-#[cfg(feature = "ffmpeg")]
-pub mod window;
 
 /// Initialises FFmpeg once per process and keeps its logging to real errors: gdt reports
 /// problems itself, with the file's name.

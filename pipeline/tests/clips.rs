@@ -1,26 +1,17 @@
 //! `ClipReader`: clips at chosen positions for evaluation, read through the loader's code.
 
-use gdt_formats::params::PackParams;
-use gdt_pipeline::clips::ClipReader;
-use gdt_pipeline::synth::packed::write_packed;
-use gdt_pipeline::synth::{plan, CorpusConfig};
+use gdt_pipeline::load::clips::ClipReader;
+use gdt_pipeline::synth::packed::SmallDataset;
 
 fn dataset(dir: &std::path::Path) {
-    let videos = plan(&CorpusConfig {
+    SmallDataset {
         count: 5,
         seed: 2,
-        min_duration_s: 2.0,
-        max_duration_s: 3.0,
-        ..CorpusConfig::default()
-    });
-    let params = PackParams {
-        short_side: 48,
-        max_long_side: 64,
-        mels: 40,
-        max_seconds: 3.0,
-        ..PackParams::default()
-    };
-    write_packed(dir, &videos, &params, 1 << 30).unwrap();
+        ..SmallDataset::default()
+    }
+    .small_frames()
+    .write(dir)
+    .unwrap();
 }
 
 #[test]

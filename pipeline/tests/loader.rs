@@ -6,10 +6,10 @@ use std::path::Path;
 
 use gdt_formats::field::frames::ChunkDecoder;
 use gdt_formats::params::PackParams;
-use gdt_pipeline::augment::{crop_resize, AudioAugment, ResizeScratch, VideoAugment};
-use gdt_pipeline::batch::Batch;
-use gdt_pipeline::loader::{LoadError, Loader, LoaderBuilder};
-use gdt_pipeline::synth::packed::{packed_spec, write_packed};
+use gdt_pipeline::load::augment::{crop_resize, AudioAugment, ResizeScratch, VideoAugment};
+use gdt_pipeline::load::batch::Batch;
+use gdt_pipeline::load::loader::{LoadError, Loader, LoaderBuilder};
+use gdt_pipeline::synth::packed::{packed_spec, write_packed, SmallDataset};
 use gdt_pipeline::synth::{plan, CorpusConfig, Scene, FLASH_THRESHOLD};
 
 fn params() -> PackParams {
@@ -21,14 +21,15 @@ fn params() -> PackParams {
 }
 
 fn dataset(dir: &Path, count: usize, shard_size: u64) {
-    let videos = plan(&CorpusConfig {
+    SmallDataset {
         count,
         seed: 3,
-        min_duration_s: 2.0,
-        max_duration_s: 4.0,
-        ..CorpusConfig::default()
-    });
-    write_packed(dir, &videos, &params(), shard_size).unwrap();
+        max_seconds: 4.0,
+        shard_size,
+        ..SmallDataset::default()
+    }
+    .write(dir)
+    .unwrap();
 }
 
 /// Everything a batch carries, for equality checks: epoch, index, records, video, audio

@@ -4,10 +4,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use gdt_formats::params::PackParams;
-use gdt_pipeline::loader::LoaderBuilder;
-use gdt_pipeline::synth::packed::write_packed;
-use gdt_pipeline::synth::{plan, CorpusConfig};
+use gdt_pipeline::load::loader::LoaderBuilder;
+use gdt_pipeline::synth::packed::SmallDataset;
 
 struct Counting;
 
@@ -38,19 +36,13 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn no_allocation_per_batch_in_steady_state() {
     let dir = tempfile::tempdir().unwrap();
-    let videos = plan(&CorpusConfig {
+    SmallDataset {
         count: 40,
         seed: 2,
-        min_duration_s: 2.0,
-        max_duration_s: 3.0,
-        ..CorpusConfig::default()
-    });
-    let params = PackParams {
-        mels: 40,
-        max_seconds: 3.0,
-        ..PackParams::default()
-    };
-    write_packed(dir.path(), &videos, &params, 1 << 30).unwrap();
+        ..SmallDataset::default()
+    }
+    .write(dir.path())
+    .unwrap();
     let mut loader = LoaderBuilder::new(dir.path())
         .batch_size(2)
         .threads(2)

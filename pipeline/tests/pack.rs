@@ -14,10 +14,10 @@ use gdt_formats::shard::Shard;
 use gdt_pipeline::pack::{
     list_inputs, pack, Outcome, PackConfig, PackError, Progress, Quiet, Status, STATE_FILE,
 };
-use gdt_pipeline::spectrogram::MelSpectrogram;
+use gdt_pipeline::source::spectrogram::MelSpectrogram;
+use gdt_pipeline::source::window::{decode_windows, WindowOptions};
 use gdt_pipeline::synth::encode::{write_video, write_video_with, EncodeOptions};
 use gdt_pipeline::synth::{manifest_csv, plan, Container, CorpusConfig, Scene, VideoSpec};
-use gdt_pipeline::window::{decode_windows, WindowOptions};
 
 fn params() -> PackParams {
     // Small and quick, same code paths.

@@ -4,7 +4,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use gdt_formats::params::PackParams;
-use gdt_pipeline::spectrogram::{MelSpectrogram, LOG_EPS};
+use gdt_pipeline::source::spectrogram::{MelSpectrogram, LOG_EPS};
 
 /// python_speech_features 0.6 logfbank, written out directly in f64.
 fn reference(samples: &[f64], p: &PackParams) -> Vec<Vec<f64>> {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use gdt_pipeline::decode::{decode_audio_mono, for_each_video_frame, probe};
+use gdt_pipeline::source::decode::{decode_audio_mono, for_each_video_frame, probe};
 use gdt_pipeline::synth::encode::write_video;
 use gdt_pipeline::synth::{Container, Scene, VideoSpec, FLASH_THRESHOLD};
 

@@ -3,9 +3,9 @@
 #![cfg(feature = "ffmpeg")]
 
 use gdt_formats::params::PackParams;
+use gdt_pipeline::source::window::{decode_windows, WindowOptions};
 use gdt_pipeline::synth::encode::write_video;
 use gdt_pipeline::synth::{Container, Scene, VideoSpec, FLASH_THRESHOLD};
-use gdt_pipeline::window::{decode_windows, WindowOptions};
 
 fn spec(fps: u32, duration_s: f64, vfr: bool) -> VideoSpec {
     VideoSpec {

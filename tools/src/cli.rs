@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use gdt_formats::params::{FrameCodec, PackParams};
+use gdt_pipeline::synth::Container;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -146,8 +148,8 @@ pub struct SynthArgs {
     pub sample_rates: Vec<u32>,
     /// Containers used in turn: mp4 (H.264+AAC), mkv (H.264+AAC), avi (MPEG-4+PCM),
     /// mov (H.264+PCM), webm (VP9+Vorbis).
-    #[arg(long, value_delimiter = ',', default_values_t = ["mp4".to_string()])]
-    pub containers: Vec<String>,
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Container::Mp4])]
+    pub containers: Vec<Container>,
     /// Fraction of videos with a variable frame rate (mp4 and mkv only).
     #[arg(long, default_value_t = 0.0)]
     pub vfr: f64,
@@ -167,7 +169,7 @@ pub struct SynthArgs {
     #[arg(long)]
     pub packed: bool,
     /// With --packed: mel filters (257 or 40).
-    #[arg(long, default_value_t = 257)]
+    #[arg(long, default_value_t = PackParams::default().mels)]
     pub mels: u32,
 }
 
@@ -182,29 +184,29 @@ pub struct PackArgs {
     #[arg(short = 'j', long)]
     pub jobs: Option<usize>,
     /// Frames per second after resampling by timestamp.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = PackParams::default().fps)]
     pub fps: u32,
     /// Stored short side, pixels (aspect ratio kept).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = PackParams::default().short_side)]
     pub short_side: u32,
     /// Longest stored long side, pixels (centre crop beyond it).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = PackParams::default().max_long_side)]
     pub max_long_side: u32,
     /// Longest window per record, seconds.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = PackParams::default().max_seconds)]
     pub max_seconds: f64,
     /// Windows of --max-seconds per video: long videos give up to this many records.
     #[arg(long, default_value_t = 1)]
     pub windows: u32,
     /// Mel filters: 257 (the paper's) or 40 (the reference's Kinetics default).
-    #[arg(long, default_value_t = 257)]
+    #[arg(long, default_value_t = PackParams::default().mels)]
     pub mels: u32,
     /// Frames per independently compressed chunk.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = PackParams::default().chunk_frames)]
     pub chunk_frames: u32,
     /// zstd level for frame chunks, -7..=22. Negative levels store literals uncompressed:
     /// larger shards that decompress faster, for loaders short of CPU (see docs/LOADER.md).
-    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = FrameCodec::DEFAULT_ZSTD_LEVEL, allow_negative_numbers = true)]
     pub zstd_level: i32,
     /// Store frames as they are, without the delta-to-previous-frame filter.
     #[arg(long)]
@@ -214,17 +216,17 @@ pub struct PackArgs {
     #[arg(long, conflicts_with_all = ["chunk_frames", "zstd_level", "codec"])]
     pub fast_load: bool,
     /// Frame codec: raw (planar RGB + zstd, exact) or jpeg (lossy, smaller).
-    #[arg(long, default_value = "raw")]
-    pub codec: String,
+    #[arg(long, value_enum, default_value_t = Codec::Raw)]
+    pub codec: Codec,
     /// JPEG quality, with --codec jpeg.
-    #[arg(long, default_value_t = 90)]
+    #[arg(long, default_value_t = FrameCodec::DEFAULT_JPEG_QUALITY)]
     pub quality: u8,
     /// Target shard size, e.g. 1GiB, 512MiB, 200MB.
     #[arg(long, default_value = "1GiB")]
     pub shard_size: String,
     /// Videos without audio: skip them, or pack them with silence.
-    #[arg(long, default_value = "skip", value_parser = ["skip", "silence"])]
-    pub no_audio: String,
+    #[arg(long, value_enum, default_value_t = NoAudio::Skip)]
+    pub no_audio: NoAudio,
     /// Give up on one file after this many seconds.
     #[arg(long, default_value_t = 120.0)]
     pub time_limit: f64,
@@ -234,6 +236,24 @@ pub struct PackArgs {
     /// Start over: delete an earlier pack (complete or not) in the output directory.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `gdt pack --codec`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Codec {
+    /// Planar RGB + zstd, exact.
+    Raw,
+    /// Baseline JPEG per frame, lossy and smaller.
+    Jpeg,
+}
+
+/// `gdt pack --no-audio`: what to do with videos that have no audio stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum NoAudio {
+    /// Leave them out (listed in pack-report.jsonl).
+    Skip,
+    /// Pack them with silence.
+    Silence,
 }
 
 #[derive(Debug, Args)]

@@ -59,10 +59,10 @@ mod tests {
     #[test]
     fn causes_already_in_the_message_are_not_repeated() {
         let io = std::io::Error::other("File too large (os error 27)");
-        let e = gdt_formats::FormatError::Io {
+        let e = gdt_formats::FormatError::from(gdt_formats::FileError {
             path: "ds/.shard-00000.gdt.tmp".into(),
             source: io,
-        };
+        });
         let e = Err::<(), _>(e).context("packing into ds").unwrap_err();
         assert_eq!(
             super::report(&e),

@@ -9,13 +9,20 @@
 //!
 //! Every `ProofSettings` field can be set as `--field-name value`; the defaults are the ones
 //! the test suite asserts on (`trainer/tests/proof_of_learning.rs`, which lists the figures
-//! measured with them).
+//! measured with them). `--compare-preset NAME` also trains NAME with the same records,
+//! shifts, steps and cost per step, and prints it beside the first.
+//!
+//! `--compare-preset simclr` (every view of a record a positive of every other, within and
+//! across modalities), measured on corpus seed 47: a->v R@1 16%, R@5 78%, video kNN 69%,
+//! linear 91%, audio kNN 88%, synchrony 56%, direction 59%: better on the classes, worse on
+//! synchrony (71% for the default cross-modal run), which only cross-modal pairs teach.
 
 use gdt_trainer::eval::proof::{self, ProofSettings};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut s = ProofSettings::default();
+    let mut compare: Option<String> = None;
     for pair in args.chunks(2) {
         let key = pair[0]
             .strip_prefix("--")
@@ -38,6 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "seed" => s.seed = v.parse()?,
             "device" => s.device = v,
             "eval-clips" => s.eval_clips = v.parse()?,
+            "compare-preset" => compare = Some(v),
             _ => return Err(format!("unknown setting --{key}").into()),
         }
     }
@@ -49,5 +57,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("{}", proof::summary_line("trained", &r.trained));
     println!("{}", proof::summary_line("random", &r.random));
+    if let Some(preset) = compare {
+        let other = ProofSettings { preset, ..s };
+        let dir = tempfile::tempdir()?;
+        let o = proof::run(&other, dir.path())?;
+        println!(
+            "{}, same settings: {:.0} s, final loss {:.3}",
+            other.preset, o.total_seconds, o.final_loss
+        );
+        println!("{}", proof::summary_line(&other.preset, &o.trained));
+    }
     Ok(())
 }

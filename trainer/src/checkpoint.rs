@@ -9,12 +9,14 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use gdt_pipeline::loader::LoaderState;
+use gdt_formats::FileError;
+use gdt_pipeline::load::loader::LoaderState;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
 use crate::sgd::Sgd;
 
+/// Where a run directory keeps its checkpoints.
 pub const CHECKPOINT_DIR: &str = "checkpoints";
 const MODEL_FILE: &str = "model.safetensors";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -22,14 +24,29 @@ const STATE_FILE: &str = "state.json";
 /// Bumped when the checkpoint layout changes incompatibly.
 pub const CHECKPOINT_VERSION: u32 = 1;
 
+/// Why a checkpoint could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
+    /// Reading or writing a file failed.
+    #[error(transparent)]
+    Io(#[from] FileError),
+    /// libtorch could not save or load the tensors.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {source}")]
-    Tensor { path: PathBuf, source: tch::TchError },
+    Tensor {
+        /// The weights or optimizer file.
+        path: PathBuf,
+        /// libtorch's error.
+        source: tch::TchError,
+    },
+    /// A file of the checkpoint is not what it must be.
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The run directory holds no complete checkpoint to resume.
     #[error("{0}: no complete checkpoint")]
     None(PathBuf),
 }
@@ -37,6 +54,7 @@ pub enum CheckpointError {
 /// What `state.json` holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointState {
+    /// The checkpoint layout version.
     pub version: u32,
     /// Optimizer steps done.
     pub step: u64,
@@ -47,10 +65,7 @@ pub struct CheckpointState {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| FileError::at(path)(source).into()
 }
 
 /// tch wraps safetensors' errors with the path a second time and shows their I/O errors in
@@ -63,7 +78,7 @@ fn tensor_error(path: &Path, source: tch::TchError) -> CheckpointError {
         | tch::TchError::SafeTensorError {
             err: safetensors::SafeTensorError::IoError(source),
             ..
-        } => CheckpointError::Io { path, source },
+        } => FileError { path, source }.into(),
         tch::TchError::SafeTensorError { err, .. } => CheckpointError::Invalid {
             path,
             message: format!("not a readable safetensors file ({err:?})"),
@@ -76,6 +91,7 @@ fn sync_file(path: &Path) -> Result<(), CheckpointError> {
     fs::File::open(path).and_then(|f| f.sync_all()).map_err(io(path))
 }
 
+/// The directory name of the checkpoint after `step` steps.
 pub fn step_dir_name(step: u64) -> String {
     format!("step-{step:08}")
 }
@@ -163,6 +179,7 @@ pub fn list(run_dir: &Path) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
     Ok(found)
 }
 
+/// The newest complete checkpoint of a run directory.
 pub fn latest(run_dir: &Path) -> Result<PathBuf, CheckpointError> {
     list(run_dir)?
         .pop()

@@ -9,40 +9,59 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use gdt_formats::FileError;
 use serde::{Deserialize, Serialize};
 
 use crate::model::ModelConfig;
 use crate::schedule::Decay;
 use crate::spec::{Pairs, Preset, SpecError, TransformSpec, DEFAULT_PRESET};
 
+/// What can be wrong with a training config.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    /// The config file could not be read.
+    #[error(transparent)]
+    Read(#[from] FileError),
+    /// The TOML does not parse or names unknown keys.
     #[error("{origin}: {message}")]
-    Parse { origin: String, message: String },
+    Parse {
+        /// The file (or `--set`) it came from.
+        origin: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// A `--set` override is not `section.key=value`.
     #[error("override `{0}`: expected section.key=value")]
     Override(String),
+    /// The loss spec is invalid.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// A value is out of range or settings contradict each other.
     #[error("{0}")]
     Invalid(String),
 }
 
+/// A training run's settings: the TOML file's sections, plus `--set` overrides.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     /// The packed dataset (the command line's positional argument wins).
     pub dataset: Option<PathBuf>,
+    /// Seeds the model's initialisation and the loader's draws.
     pub seed: u64,
     /// Optimizer steps in the whole run (a resumed run continues up to this).
     pub steps: u64,
     /// `auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// `[data]`: what the loader serves.
     pub data: DataConfig,
+    /// `[model]`: the encoders and heads.
     pub model: ModelConfig,
+    /// `[loss]`: the GDT spec and its temperature.
     pub loss: LossConfig,
+    /// `[optim]`: SGD and the learning-rate schedule.
     pub optim: OptimConfig,
+    /// `[run]`: checkpoints, precision, layout, plot.
     pub run: RunConfig,
 }
 
@@ -62,6 +81,7 @@ impl Default for TrainConfig {
     }
 }
 
+/// `[data]`: batches, views and augmentation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
@@ -77,11 +97,13 @@ pub struct DataConfig {
     pub crop: u32,
     /// Scale jitter range of the short side before the crop.
     pub scale_min: f32,
+    /// Largest short side the scale jitter draws.
     pub scale_max: f32,
     /// Colour jitter strength (brightness, contrast, saturation), or none.
     pub color_jitter: Option<f32>,
     /// Loader worker threads; unset: every core.
     pub threads: Option<usize>,
+    /// Batches the loader keeps ready ahead of the step.
     pub prefetch: usize,
     /// Minimum distance between a record's time shifts, frames.
     pub min_gap: usize,
@@ -108,6 +130,7 @@ impl Default for DataConfig {
     }
 }
 
+/// `[loss]`: which transformations the representation is invariant or distinct to.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LossConfig {
@@ -117,6 +140,7 @@ pub struct LossConfig {
     pub factors: BTreeMap<String, String>,
     /// `cross-modal` | `all`; unset: the preset's.
     pub pairs: Option<String>,
+    /// The NCE temperature rho (0.07 in the paper).
     pub temperature: f64,
     /// Gradients through the query side only, as the reference code does.
     pub detach_keys: bool,
@@ -134,13 +158,19 @@ impl Default for LossConfig {
     }
 }
 
+/// `[optim]`: SGD with momentum and a warm-up schedule.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimConfig {
+    /// Peak learning rate.
     pub lr: f64,
+    /// SGD momentum.
     pub momentum: f64,
+    /// L2 weight decay.
     pub weight_decay: f64,
+    /// Steps of linear warm-up from 0 to `lr`.
     pub warmup_steps: u64,
+    /// What the rate does after warm-up.
     pub decay: Decay,
 }
 
@@ -156,16 +186,20 @@ impl Default for OptimConfig {
     }
 }
 
+/// A setting that can follow the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Switch {
     /// On for CUDA, off for the CPU.
     Auto,
+    /// Always on.
     On,
+    /// Always off.
     Off,
 }
 
 impl Switch {
+    /// Whether it is on for a run on CUDA (`cuda`) or the CPU.
     pub fn on(self, cuda: bool) -> bool {
         match self {
             Switch::Auto => cuda,
@@ -175,6 +209,7 @@ impl Switch {
     }
 }
 
+/// `[run]`: what a run writes and how it computes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
@@ -205,9 +240,13 @@ impl Default for RunConfig {
 /// A config's spec and layout after presets and overrides, checked against each other.
 #[derive(Clone, Debug)]
 pub struct Resolved {
+    /// The config itself.
     pub config: TrainConfig,
+    /// The loss spec, from the preset or the factors.
     pub spec: TransformSpec,
+    /// Time shifts per record the loader samples.
     pub shifts: usize,
+    /// Whether each shift also gets a reversed view.
     pub reversal: bool,
 }
 
@@ -221,10 +260,7 @@ impl TrainConfig {
     pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<TrainConfig, ConfigError> {
         let (text, origin) = match file {
             Some(p) => (
-                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.to_path_buf(),
-                    source,
-                })?,
+                std::fs::read_to_string(p).map_err(FileError::at(p))?,
                 p.display().to_string(),
             ),
             None => (String::new(), "config".to_string()),
@@ -232,6 +268,7 @@ impl TrainConfig {
         Self::from_toml(&text, &origin, overrides)
     }
 
+    /// Parses TOML text (`origin` names it in errors) and applies the overrides.
     pub fn from_toml(text: &str, origin: &str, overrides: &[String]) -> Result<TrainConfig, ConfigError> {
         let parse_err = |origin: &str, e: &dyn std::fmt::Display| ConfigError::Parse {
             origin: origin.to_string(),
@@ -318,6 +355,7 @@ impl TrainConfig {
         })
     }
 
+    /// The config as TOML, as a run directory keeps it.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("the config serialises")
     }

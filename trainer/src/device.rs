@@ -12,11 +12,15 @@ use tch::{Device, Kind, Tensor};
 /// What libtorch reports about the machine.
 #[derive(Clone, Debug, Serialize)]
 pub struct DeviceReport {
+    /// Whether libtorch sees CUDA.
     pub cuda_available: bool,
+    /// CUDA devices.
     pub cuda_device_count: i64,
+    /// Whether cuDNN is there.
     pub cudnn_available: bool,
     /// cuDNN version as libtorch encodes it (e.g. 91000 for 9.10.0), when CUDA is present.
     pub cudnn_version: Option<i64>,
+    /// libtorch's intra-op threads.
     pub cpu_threads: i32,
 }
 
@@ -64,6 +68,7 @@ pub fn parse_device(name: &str) -> Result<Device, String> {
 /// The outcome of running a small 3-D convolution forward and backward on one device.
 #[derive(Clone, Debug, Serialize)]
 pub struct SmokeTest {
+    /// The device tried.
     pub device: String,
     /// Wall time of the timed repetition, milliseconds.
     pub millis: f64,

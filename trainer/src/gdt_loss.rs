@@ -46,7 +46,7 @@ pub fn gdt_nce(embeddings: &Tensor, c: &Tensor, w: &Tensor, temperature: f64, de
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Masks, TransformSpec, PRESET_NAMES};
+    use crate::spec::{preset_names, Masks, TransformSpec};
     use tch::Device;
 
     /// The formula with loops over plain f64, nothing shared with the tensor version.
@@ -79,7 +79,7 @@ mod tests {
     }
 
     /// Random batch layouts: 2-5 records, 1-3 shifts, reversal on or off, random flips.
-    fn random_layout(rng: &mut u64) -> (Vec<gdt_pipeline::batch::ViewMeta>, usize, bool) {
+    fn random_layout(rng: &mut u64) -> (Vec<gdt_pipeline::load::batch::ViewMeta>, usize, bool) {
         let mut next = || {
             *rng ^= *rng << 13;
             *rng ^= *rng >> 7;
@@ -100,7 +100,7 @@ mod tests {
     fn equals_the_f64_reference_for_every_preset_on_random_layouts() {
         tch::manual_seed(7);
         let mut rng = 0x2545_F491_4F6C_DD1Du64;
-        for name in PRESET_NAMES {
+        for name in preset_names() {
             let spec = TransformSpec::preset(name).unwrap().spec;
             for trial in 0..4 {
                 let (views, _, _) = random_layout(&mut rng);

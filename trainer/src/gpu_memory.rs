@@ -6,6 +6,7 @@
 use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::Nvml;
 
+/// GPU memory in use, read through NVML loaded at run time (no link-time dependency).
 pub struct GpuMemory {
     nvml: Nvml,
     index: u32,

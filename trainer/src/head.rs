@@ -10,6 +10,7 @@ use crate::layers::batch_norm1d;
 /// The contrastive embedding's width.
 pub const EMBEDDING_DIM: i64 = 256;
 
+/// The projection head: (dropout) Linear, BN, ReLU, (dropout), Linear to 256, L2-normalised.
 pub fn head(p: &nn::Path, features: i64, dropout: f64) -> impl ModuleT {
     let no_bias = nn::LinearConfig {
         bias: false,

@@ -2,22 +2,27 @@
 //! (from page-locked memory without blocking the host, on CUDA), and the video normalised there,
 //! where it costs nothing next to the encoder, instead of on the loader's CPU threads.
 
-use gdt_pipeline::batch::{Batch, ViewMeta};
+use gdt_pipeline::load::batch::{Batch, ViewMeta};
 use tch::{Device, Kind, Tensor};
 
 use crate::model::channels_last_3d;
 
 /// Per-channel normalisation of the reference: `(x / 255 - MEAN) / STD`.
 pub const VIDEO_MEAN: f64 = 0.45;
+/// Per-channel std of video normalisation.
 pub const VIDEO_STD: f64 = 0.225;
 
+/// A loader batch uploaded to the device, with its view metadata.
 pub struct DeviceBatch {
     /// `[records * views, 3, clip, crop, crop]` u8.
     pub video: Tensor,
     /// `[records * views, 1, mels, frames]` f32.
     pub audio: Tensor,
+    /// Every view's metadata, in row order.
     pub views: Vec<ViewMeta>,
+    /// The loader epoch it came from.
     pub epoch: u64,
+    /// Its batch number within the epoch.
     pub index: usize,
     /// The page-locked host copies a non-blocking transfer still reads from: kept alive until
     /// this batch is dropped, after the step that used it has synchronised.
@@ -72,6 +77,7 @@ impl DeviceBatch {
         self.views.len()
     }
 
+    /// Whether it holds no view.
     pub fn is_empty(&self) -> bool {
         self.views.is_empty()
     }

@@ -44,10 +44,12 @@ where
     nn::conv(p, cin, cout, kernel, config)
 }
 
+/// A 3-D convolution without bias, Kaiming-initialised.
 pub fn conv3d(p: nn::Path, cin: i64, cout: i64, k: [i64; 3], s: [i64; 3], pad: [i64; 3]) -> nn::Conv3D {
     conv(p, cin, cout, k, s, pad)
 }
 
+/// A 2-D convolution without bias, Kaiming-initialised.
 pub fn conv2d(p: nn::Path, cin: i64, cout: i64, k: i64, s: i64, pad: i64) -> nn::Conv2D {
     conv(p, cin, cout, [k, k], [s, s], [pad, pad])
 }
@@ -60,14 +62,17 @@ fn bn_config() -> nn::BatchNormConfig {
     }
 }
 
+/// BatchNorm over video feature maps.
 pub fn batch_norm3d(p: nn::Path, channels: i64) -> nn::BatchNorm {
     nn::batch_norm3d(p, channels, bn_config())
 }
 
+/// BatchNorm over spectrogram feature maps.
 pub fn batch_norm2d(p: nn::Path, channels: i64) -> nn::BatchNorm {
     nn::batch_norm2d(p, channels, bn_config())
 }
 
+/// BatchNorm over feature vectors (the heads).
 pub fn batch_norm1d(p: nn::Path, channels: i64) -> nn::BatchNorm {
     nn::batch_norm1d(p, channels, bn_config())
 }

@@ -19,6 +19,8 @@
 //! println!("loss {:.3} at {:.0} clips/s", summary.final_loss, summary.clips_per_s);
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod checkpoint;
 pub mod config;
 pub mod device;

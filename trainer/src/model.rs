@@ -9,6 +9,7 @@ use tch::Tensor;
 
 use crate::{head, r2plus1d, resnet9};
 
+/// `[model]`: the networks' size and head.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
@@ -27,6 +28,7 @@ impl Default for ModelConfig {
     }
 }
 
+/// Both encoders and both heads.
 pub struct GdtModel {
     video: Box<dyn ModuleT>,
     audio: Box<dyn ModuleT>,
@@ -41,6 +43,7 @@ impl std::fmt::Debug for GdtModel {
 }
 
 impl GdtModel {
+    /// Builds the networks under `root`.
     pub fn new(root: &nn::Path, cfg: &ModelConfig) -> GdtModel {
         let v = r2plus1d::feature_dim(cfg.width);
         let a = resnet9::feature_dim(cfg.width);
@@ -57,6 +60,7 @@ impl GdtModel {
         self.video.forward_t(video, train)
     }
 
+    /// The audio encoder's pooled features.
     pub fn audio_features(&self, audio: &Tensor, train: bool) -> Tensor {
         self.audio.forward_t(audio, train)
     }
@@ -66,6 +70,7 @@ impl GdtModel {
         self.video_head.forward_t(features, train)
     }
 
+    /// The audio head's embeddings of encoder features.
     pub fn audio_head(&self, features: &Tensor, train: bool) -> Tensor {
         self.audio_head.forward_t(features, train)
     }

@@ -36,6 +36,7 @@ fn font_available() -> bool {
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
+/// Draws loss, learning rate and clips/s against the step into a PNG.
 pub fn write(path: &Path, records: &[StepRecord]) -> DrawResult {
     let tmp = gdt_formats::atomic_file::temp_path(path);
     // The encoder picks the format from the extension, so the temporary name keeps `.png`.

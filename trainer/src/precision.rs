@@ -35,6 +35,7 @@ pub fn set_cuda_autocast_kind(kind: Kind) {
     unsafe { ffi::set_autocast_dtype(CUDA, scalar_type(kind)) }
 }
 
+/// The dtype CUDA autocast casts to now.
 pub fn cuda_autocast_kind() -> Kind {
     // SAFETY: a plain getter.
     match unsafe { ffi::get_autocast_dtype(CUDA) } {

@@ -116,12 +116,11 @@ mod tests {
 
     #[test]
     fn full_model_has_torchvision_parameter_count() {
-        // torchvision.models.video.r2plus1d_18 without its fc layer: 31,300,352 parameters
-        // (31,505,325 with the 400-class fc of 205,200 + 400... computed below from the table).
+        // torchvision.models.video.r2plus1d_18 without its fc layer: 31,300,125 parameters,
+        // its reported 31,505,325 less the 400-class fc (512 x 400 weights + 400 biases).
         let vs = nn::VarStore::new(Device::Cpu);
         let _m = r2plus1d_18(&vs.root(), 1.0);
         let n: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
-        // fc(512->400) has 205,200 parameters; torchvision reports 31,505,325 in total.
         assert_eq!(n, 31_505_325 - 205_200);
     }
 

@@ -7,26 +7,33 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// One JSON line per step, in the run directory.
 pub const LOG_FILE: &str = "log.jsonl";
 
+/// One step, as logged.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     /// Steps done after this one (1-based).
     pub step: u64,
+    /// The loader epoch of its batch.
     pub epoch: u64,
     /// Batch index within the epoch.
     pub batch: usize,
+    /// The GDT-NCE loss.
     pub loss: f64,
+    /// The learning rate used.
     pub lr: f64,
     /// Clips (one video view with its audio view) trained on per second of step time.
     pub clips_per_s: f64,
     /// Fraction of the step spent waiting for the loader.
     pub data_wait: f64,
+    /// Wall time of the step.
     pub step_seconds: f64,
     /// MiB of GPU memory in use, when on CUDA with an NVIDIA driver.
     pub gpu_memory_mib: Option<f64>,
 }
 
+/// `log.jsonl`, appended one line per step.
 pub struct RunLog {
     path: PathBuf,
     file: fs::File,
@@ -51,12 +58,14 @@ impl RunLog {
         Ok(RunLog { path, file })
     }
 
+    /// Appends one step.
     pub fn append(&mut self, r: &StepRecord) -> std::io::Result<()> {
         let mut line = serde_json::to_string(r).expect("record serialises");
         line.push('\n');
         self.file.write_all(line.as_bytes())
     }
 
+    /// The log file.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -3,18 +3,26 @@
 
 use serde::{Deserialize, Serialize};
 
+/// What the learning rate does after warm-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Decay {
+    /// Stays at its peak (the reference).
     Constant,
+    /// Falls to zero on a cosine by the last step.
     Cosine,
 }
 
+/// The learning rate at each step.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Schedule {
+    /// Peak rate.
     pub lr: f64,
+    /// Steps of linear warm-up.
     pub warmup_steps: u64,
+    /// After warm-up.
     pub decay: Decay,
+    /// The run's last step.
     pub total_steps: u64,
 }
 

@@ -10,11 +10,14 @@
 
 use tch::{TchError, Tensor};
 
+/// SGD with momentum and weight decay, whose momentum buffers a checkpoint can hold.
 pub struct Sgd {
     /// Trainable parameters by VarStore name, sorted, so the state file is stable.
     params: Vec<(String, Tensor)>,
     buffers: Vec<Tensor>,
+    /// Momentum.
     pub momentum: f64,
+    /// L2 weight decay.
     pub weight_decay: f64,
 }
 
@@ -22,6 +25,7 @@ pub struct Sgd {
 const BUFFER_PREFIX: &str = "momentum.";
 
 impl Sgd {
+    /// An optimizer over every trainable variable of `vs`.
     pub fn new(vs: &tch::nn::VarStore, momentum: f64, weight_decay: f64) -> Sgd {
         let vars = vs.variables();
         let mut params: Vec<(String, Tensor)> = vars.into_iter().filter(|(_, t)| t.requires_grad()).collect();
@@ -36,6 +40,7 @@ impl Sgd {
         }
     }
 
+    /// One update at rate `lr`.
     pub fn step(&mut self, lr: f64) {
         tch::no_grad(|| {
             for ((_, p), buf) in self.params.iter_mut().zip(&mut self.buffers) {
@@ -50,6 +55,7 @@ impl Sgd {
         });
     }
 
+    /// Clears every gradient.
     pub fn zero_grad(&mut self) {
         for (_, p) in &mut self.params {
             p.zero_grad();

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use gdt_pipeline::batch::ViewMeta;
+use gdt_pipeline::load::batch::ViewMeta;
 
 /// A per-sample factor a spec can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -41,6 +41,7 @@ pub enum Factor {
 }
 
 impl Factor {
+    /// Every factor, in a fixed order.
     pub const ALL: [Factor; 8] = [
         Factor::Sample,
         Factor::Modality,
@@ -52,6 +53,7 @@ impl Factor {
         Factor::Jitter,
     ];
 
+    /// Its name in configs.
     pub fn name(self) -> &'static str {
         match self {
             Factor::Sample => "sample",
@@ -65,6 +67,7 @@ impl Factor {
         }
     }
 
+    /// The factor of a config name.
     pub fn parse(name: &str) -> Result<Factor, SpecError> {
         Factor::ALL.into_iter().find(|f| f.name() == name).ok_or_else(|| {
             SpecError(format!(
@@ -100,13 +103,17 @@ fn known_factors() -> String {
     Factor::ALL.map(Factor::name).join(", ")
 }
 
+/// What the representation must be to a factor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Relation {
+    /// The same whatever the factor's value.
     Invariant,
+    /// Different when the factor's value differs.
     Distinct,
 }
 
 impl Relation {
+    /// `invariant` or `distinct`.
     pub fn parse(s: &str) -> Result<Relation, SpecError> {
         match s {
             "invariant" => Ok(Relation::Invariant),
@@ -121,11 +128,14 @@ impl Relation {
 /// Which pairs take part in the loss (w).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pairs {
+    /// Only video-audio pairs (the paper's default).
     CrossModal,
+    /// Every pair, within and across modalities.
     All,
 }
 
 impl Pairs {
+    /// `cross-modal` or `all`.
     pub fn parse(s: &str) -> Result<Pairs, SpecError> {
         match s {
             "cross-modal" => Ok(Pairs::CrossModal),
@@ -136,6 +146,7 @@ impl Pairs {
         }
     }
 
+    /// Its name in configs.
     pub fn name(self) -> &'static str {
         match self {
             Pairs::CrossModal => "cross-modal",
@@ -144,6 +155,7 @@ impl Pairs {
     }
 }
 
+/// An invalid spec, with the reason.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid GDT spec: {0}")]
 pub struct SpecError(pub String);
@@ -152,29 +164,115 @@ pub struct SpecError(pub String);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransformSpec {
     relations: BTreeMap<Factor, Relation>,
+    /// Which pairs take part.
     pub pairs: Pairs,
 }
 
 /// A named experiment of the paper's study, with the view layout it needs.
 #[derive(Clone, Debug)]
 pub struct Preset {
+    /// Its name.
     pub name: &'static str,
+    /// What it is, in words.
     pub about: &'static str,
+    /// Its spec.
     pub spec: TransformSpec,
     /// Time shifts per record and whether each gets a reversed view.
     pub shifts: usize,
+    /// Whether each shift also gets a reversed view.
     pub reversal: bool,
 }
 
-pub const PRESET_NAMES: [&str; 7] = [
-    "simclr",
-    "cross-modal",
-    "tr-distinct",
-    "ts-distinct",
-    "tr-distinct-ts-distinct",
-    "tr-distinct-ts-invariant",
-    "tr-invariant-ts-distinct",
+/// One row of the presets table: a named experiment of the paper, the relations it
+/// declares for time shift and reversal (every other factor keeps its default), which pairs
+/// take part, and the views per record it needs.
+struct PresetRow {
+    name: &'static str,
+    about: &'static str,
+    shift: Relation,
+    reversal: Relation,
+    pairs: Pairs,
+    shifts: usize,
+    reversed_views: bool,
+}
+
+const fn row(
+    name: &'static str,
+    about: &'static str,
+    (shift, reversal): (Relation, Relation),
+    pairs: Pairs,
+    (shifts, reversed_views): (usize, bool),
+) -> PresetRow {
+    PresetRow {
+        name,
+        about,
+        shift,
+        reversal,
+        pairs,
+        shifts,
+        reversed_views,
+    }
+}
+
+use Relation::{Distinct as D, Invariant as I};
+
+/// The presets: (shift, reversal), pairs, (shifts, reversed views).
+const PRESETS: [PresetRow; 7] = [
+    row(
+        "simclr",
+        "distinct on sample only, all pairs",
+        (I, I),
+        Pairs::All,
+        (2, false),
+    ),
+    row(
+        "cross-modal",
+        "the basecase: invariant to all but sample, cross-modal",
+        (I, I),
+        Pairs::CrossModal,
+        (1, false),
+    ),
+    row(
+        "tr-distinct",
+        "distinct to time reversal, one shift",
+        (I, D),
+        Pairs::CrossModal,
+        (1, true),
+    ),
+    row(
+        "ts-distinct",
+        "distinct to time shift, forward only",
+        (D, I),
+        Pairs::CrossModal,
+        (2, false),
+    ),
+    row(
+        "tr-distinct-ts-distinct",
+        "distinct to shift and reversal",
+        (D, D),
+        Pairs::CrossModal,
+        (2, true),
+    ),
+    row(
+        "tr-distinct-ts-invariant",
+        "distinct to reversal, invariant to shift",
+        (I, D),
+        Pairs::CrossModal,
+        (2, true),
+    ),
+    row(
+        "tr-invariant-ts-distinct",
+        "invariant to reversal, distinct to shift",
+        (D, I),
+        Pairs::CrossModal,
+        (2, true),
+    ),
 ];
+
+/// The presets' names, in the table's order.
+pub fn preset_names() -> impl Iterator<Item = &'static str> {
+    PRESETS.iter().map(|p| p.name)
+}
 
 /// The preset `gdt train` uses when none is named: the paper's best configuration.
 pub const DEFAULT_PRESET: &str = "tr-distinct-ts-distinct";
@@ -211,6 +309,7 @@ impl TransformSpec {
         Ok(TransformSpec { relations, pairs })
     }
 
+    /// What the representation must be to `f` (invariant unless declared).
     pub fn relation(&self, f: Factor) -> Relation {
         self.relations.get(&f).copied().unwrap_or(Relation::Invariant)
     }
@@ -237,65 +336,21 @@ impl TransformSpec {
             .collect()
     }
 
+    /// The named experiment `name` (see [`preset_names`]).
     pub fn preset(name: &str) -> Result<Preset, SpecError> {
-        use Relation::{Distinct as D, Invariant as I};
-        let (about, shift, reversal, pairs, shifts, rev_views) = match name {
-            "simclr" => ("distinct on sample only, all pairs", I, I, Pairs::All, 2, false),
-            "cross-modal" => (
-                "the basecase: invariant to all but sample, cross-modal",
-                I,
-                I,
-                Pairs::CrossModal,
-                1,
-                false,
-            ),
-            "tr-distinct" => (
-                "distinct to time reversal, one shift",
-                I,
-                D,
-                Pairs::CrossModal,
-                1,
-                true,
-            ),
-            "ts-distinct" => (
-                "distinct to time shift, forward only",
-                D,
-                I,
-                Pairs::CrossModal,
-                2,
-                false,
-            ),
-            "tr-distinct-ts-distinct" => ("distinct to shift and reversal", D, D, Pairs::CrossModal, 2, true),
-            "tr-distinct-ts-invariant" => (
-                "distinct to reversal, invariant to shift",
-                I,
-                D,
-                Pairs::CrossModal,
-                2,
-                true,
-            ),
-            "tr-invariant-ts-distinct" => (
-                "invariant to reversal, distinct to shift",
-                D,
-                I,
-                Pairs::CrossModal,
-                2,
-                true,
-            ),
-            _ => {
-                return Err(SpecError(format!(
-                    "unknown preset `{name}`; presets: {}",
-                    PRESET_NAMES.join(", ")
-                )))
-            }
-        };
-        let relations = BTreeMap::from([(Factor::Shift, shift), (Factor::Reversal, reversal)]);
+        let row = PRESETS.iter().find(|p| p.name == name).ok_or_else(|| {
+            SpecError(format!(
+                "unknown preset `{name}`; presets: {}",
+                preset_names().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        let relations = BTreeMap::from([(Factor::Shift, row.shift), (Factor::Reversal, row.reversal)]);
         Ok(Preset {
-            name: PRESET_NAMES.iter().find(|n| **n == name).expect("matched above"),
-            about,
-            spec: TransformSpec::from_relations(relations, pairs)?,
-            shifts,
-            reversal: rev_views,
+            name: row.name,
+            about: row.about,
+            spec: TransformSpec::from_relations(relations, row.pairs)?,
+            shifts: row.shifts,
+            reversal: row.reversed_views,
         })
     }
 
@@ -346,8 +401,11 @@ impl fmt::Display for TransformSpec {
 /// and every sample has at least one positive among the pairs that take part.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Masks {
+    /// Samples (rows): video rows first, then audio rows.
     pub n: usize,
+    /// c(i, j): the pair must match (positive).
     pub c: Vec<bool>,
+    /// w(i, j): the pair takes part in the loss.
     pub w: Vec<bool>,
 }
 
@@ -401,7 +459,7 @@ impl Masks {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use gdt_pipeline::augment::{AudioDraw, VideoDraw};
+    use gdt_pipeline::load::augment::{AudioDraw, VideoDraw};
 
     /// `records` records with the loader's default layout: shift-major, forward then reversed.
     pub(crate) fn layout(records: u32, shifts: u8, reversal: bool) -> Vec<ViewMeta> {
@@ -520,7 +578,7 @@ pub(crate) mod tests {
 
     #[test]
     fn every_preset_matches_its_layout() {
-        for name in PRESET_NAMES {
+        for name in preset_names() {
             let p = TransformSpec::preset(name).unwrap();
             p.spec.check_layout(p.shifts, p.reversal).unwrap();
             let views = layout(2, p.shifts as u8, p.reversal);

@@ -9,8 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use gdt_pipeline::augment::VideoAugment;
-use gdt_pipeline::loader::{LoadError, Loader, LoaderBuilder, LoaderState};
+use gdt_formats::FileError;
+use gdt_pipeline::load::augment::VideoAugment;
+use gdt_pipeline::load::loader::{LoadError, Loader, LoaderBuilder, LoaderState};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::checkpoint::{self, CheckpointError, CheckpointState, CHECKPOINT_VERSION};
@@ -27,53 +28,72 @@ use crate::spec::SpecError;
 
 /// The resolved config a run directory keeps.
 pub const CONFIG_FILE: &str = "config.toml";
+/// The loss and throughput plot a run directory gets at the end.
 pub const PLOT_FILE: &str = "plot.png";
 
+/// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
+    /// The config is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The loss spec is invalid, or a batch cannot give it its masks.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// The loader failed.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// A checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// Reading or writing a run file failed.
+    #[error(transparent)]
+    Io(#[from] FileError),
+    /// The device asked for is not there.
     #[error("{0}")]
     Device(String),
+    /// libtorch failed.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// The run cannot go on (refused start, loss not finite, ...).
     #[error("{0}")]
     Run(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| FileError::at(path)(source).into()
 }
 
 /// What a run is about to do, for the caller to show.
 #[derive(Clone, Debug)]
 pub struct RunInfo {
+    /// The device, as libtorch names it.
     pub device: String,
+    /// Steps done before this invocation (0, or the resumed checkpoint's).
     pub start_step: u64,
+    /// The step the run ends at.
     pub total_steps: u64,
+    /// The loss spec in words.
     pub spec: String,
+    /// Views (clip pairs) per step.
     pub clips_per_batch: usize,
+    /// Trainable parameters.
     pub parameters: i64,
+    /// Whether bf16 autocast is on.
     pub bf16: bool,
+    /// Whether channels-last-3d is on.
     pub channels_last: bool,
+    /// Where the run writes.
     pub run_dir: PathBuf,
 }
 
 /// Progress callbacks (the command line draws a progress bar with them).
 pub trait Observer {
+    /// Before the first step.
     fn started(&mut self, _info: &RunInfo) {}
+    /// After every step.
     fn step(&mut self, _record: &StepRecord) {}
+    /// After every checkpoint is complete.
     fn checkpoint(&mut self, _step: u64, _dir: &Path) {}
 }
 
@@ -81,15 +101,22 @@ pub trait Observer {
 pub struct Silent;
 impl Observer for Silent {}
 
+/// What a finished run reports.
 #[derive(Clone, Debug)]
 pub struct Summary {
+    /// The step it ended at.
     pub steps: u64,
+    /// The last step's loss.
     pub final_loss: f64,
     /// Mean over the steps of this invocation, first step excluded (it carries start-up).
     pub clips_per_s: f64,
+    /// Mean share of a step spent waiting for the loader.
     pub data_wait: f64,
+    /// Highest GPU memory in use (NVML), when on CUDA.
     pub peak_gpu_memory_mib: Option<f64>,
+    /// The last checkpoint written.
     pub checkpoint: PathBuf,
+    /// The plot, unless turned off.
     pub plot: Option<PathBuf>,
     /// Records the loader skipped as damaged, with the reason (shard and record named).
     pub skipped_records: Vec<String>,
@@ -110,6 +137,174 @@ pub fn build_model(cfg: &TrainConfig, device: Device) -> (nn::VarStore, GdtModel
     (vs, model)
 }
 
+/// Where a run starts: step 0, or the latest checkpoint of its run directory.
+struct Start {
+    checkpoint: Option<PathBuf>,
+    step: u64,
+    loader: LoaderState,
+}
+
+impl Start {
+    /// Read before anything is written, so that a refused start leaves no trace.
+    fn find(run_dir: &Path, resume: bool, total: u64) -> Result<Start, TrainError> {
+        let existing = checkpoint::list(run_dir)?;
+        if !resume && !existing.is_empty() {
+            return Err(TrainError::Run(format!(
+                "{} already holds checkpoints; continue it with --resume or choose another run directory",
+                run_dir.display()
+            )));
+        }
+        let start = if resume {
+            let dir = checkpoint::latest(run_dir)?;
+            let state = checkpoint::read_state(&dir)?;
+            Start {
+                checkpoint: Some(dir),
+                step: state.step,
+                loader: state.loader,
+            }
+        } else {
+            Start {
+                checkpoint: None,
+                step: 0,
+                loader: LoaderState { epoch: 0, batch: 0 },
+            }
+        };
+        if start.step >= total {
+            return Err(TrainError::Run(format!(
+                "the run is already at step {} of {total}; raise `steps` to train further",
+                start.step
+            )));
+        }
+        Ok(start)
+    }
+}
+
+/// The loader for the run's data settings, resumed at `state`, good for `steps` more steps.
+fn open_loader(
+    resolved: &Resolved,
+    dataset: &Path,
+    state: LoaderState,
+    steps: u64,
+) -> Result<Loader, TrainError> {
+    let (cfg, d) = (&resolved.config, &resolved.config.data);
+    let video_aug = VideoAugment {
+        crop: d.crop,
+        scale_min: d.scale_min,
+        scale_max: d.scale_max,
+        color_jitter: d.color_jitter,
+        ..VideoAugment::default()
+    };
+    let mut builder = LoaderBuilder::new(dataset)
+        .batch_size(d.batch_size)
+        .views(resolved.shifts, resolved.reversal)
+        .clip(d.clip)
+        .prefetch(d.prefetch)
+        .seed(cfg.seed)
+        .resume(state)
+        // Each epoch yields at least one batch, so this many always covers the steps left.
+        .epochs(steps + 1)
+        .video_augment(video_aug)
+        .min_gap(d.min_gap)
+        .strict(d.strict);
+    if let Some(t) = d.threads {
+        builder = builder.threads(t);
+    }
+    Ok(builder.build()?)
+}
+
+/// The model and its optimizer on `device`, loaded from `checkpoint` when resuming.
+fn build_trainable(
+    cfg: &TrainConfig,
+    device: Device,
+    channels_last: bool,
+    checkpoint: Option<&Path>,
+) -> Result<(nn::VarStore, GdtModel, Sgd), TrainError> {
+    if device.is_cuda() {
+        // Fixed input shapes: let cuDNN time its algorithms once and keep the fastest.
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
+    let (vs, model) = build_model(cfg, device);
+    if channels_last {
+        weights_to_channels_last_3d(&vs);
+    }
+    let mut sgd = Sgd::new(&vs, cfg.optim.momentum, cfg.optim.weight_decay);
+    if let Some(dir) = checkpoint {
+        checkpoint::load(dir, &vs, &mut sgd)?;
+    }
+    Ok((vs, model, sgd))
+}
+
+/// One optimizer step on a batch: masks from the spec, embeddings, GDT-NCE, backward, SGD.
+/// Returns the loss without waiting for the device.
+#[allow(clippy::too_many_arguments)]
+fn gdt_step(
+    resolved: &Resolved,
+    model: &GdtModel,
+    sgd: &mut Sgd,
+    batch: &DeviceBatch,
+    lr: f64,
+    device: Device,
+    bf16: bool,
+    channels_last: bool,
+) -> Result<Tensor, TrainError> {
+    let cfg = &resolved.config;
+    let masks = resolved.spec.masks(&batch.views)?;
+    let (c, w) = masks.as_f32();
+    let n = masks.n as i64;
+    let c = Tensor::from_slice(&c).reshape([n, n]).to_device(device);
+    let w = Tensor::from_slice(&w).reshape([n, n]).to_device(device);
+    let embeddings = bf16_autocast(bf16, || {
+        let video = normalise_video(&batch.video, channels_last);
+        model.forward(&video, &batch.audio, true)
+    });
+    let loss = gdt_nce(
+        &embeddings.to_kind(Kind::Float),
+        &c,
+        &w,
+        cfg.loss.temperature,
+        cfg.loss.detach_keys,
+    );
+    sgd.zero_grad();
+    loss.backward();
+    sgd.step(lr);
+    Ok(loss)
+}
+
+/// Means over the steps of one invocation, its first step excluded (it carries start-up).
+#[derive(Default)]
+struct Rates {
+    clips_per_s: f64,
+    data_wait: f64,
+    steps: u64,
+    peak_gpu_mib: Option<f64>,
+}
+
+impl Rates {
+    fn add(&mut self, record: &StepRecord, first: bool) {
+        if let Some(m) = record.gpu_memory_mib {
+            self.peak_gpu_mib = Some(self.peak_gpu_mib.map_or(m, |p| p.max(m)));
+        }
+        if !first {
+            self.clips_per_s += record.clips_per_s;
+            self.data_wait += record.data_wait;
+            self.steps += 1;
+        }
+    }
+
+    fn means(&self) -> (f64, f64) {
+        let n = self.steps.max(1) as f64;
+        (self.clips_per_s / n, self.data_wait / n)
+    }
+}
+
+/// Draws `plot.png` from the run's whole log.
+fn write_plot(run_dir: &Path) -> Result<PathBuf, TrainError> {
+    let records = run_log::read(&run_dir.join(run_log::LOG_FILE)).map_err(io(run_dir))?;
+    let path = run_dir.join(PLOT_FILE);
+    crate::plot::write(&path, &records).map_err(|e| TrainError::Run(format!("{}: {e}", path.display())))?;
+    Ok(path)
+}
+
 /// Trains from scratch into `run_dir`, or continues its latest checkpoint when `resume`.
 pub fn train(
     resolved: &Resolved,
@@ -125,71 +320,10 @@ pub fn train(
     let dataset = cfg.dataset.clone().ok_or_else(|| {
         TrainError::Run("no dataset: give one on the command line or as `dataset` in the config".into())
     })?;
-
-    let existing = checkpoint::list(run_dir)?;
-    if !resume && !existing.is_empty() {
-        return Err(TrainError::Run(format!(
-            "{} already holds checkpoints; continue it with --resume or choose another run directory",
-            run_dir.display()
-        )));
-    }
-    // Where to start, read before anything is written: a failure below leaves no trace.
-    let latest = if resume {
-        Some(checkpoint::latest(run_dir)?)
-    } else {
-        None
-    };
-    let (start_step, loader_state) = match &latest {
-        Some(dir) => {
-            let state = checkpoint::read_state(dir)?;
-            (state.step, state.loader)
-        }
-        None => (0, LoaderState { epoch: 0, batch: 0 }),
-    };
     let total = cfg.steps;
-    if start_step >= total {
-        return Err(TrainError::Run(format!(
-            "the run is already at step {start_step} of {total}; raise `steps` to train further"
-        )));
-    }
-    let d = &cfg.data;
-    let video_aug = VideoAugment {
-        crop: d.crop,
-        scale_min: d.scale_min,
-        scale_max: d.scale_max,
-        color_jitter: d.color_jitter,
-        ..VideoAugment::default()
-    };
-    let mut builder = LoaderBuilder::new(&dataset)
-        .batch_size(d.batch_size)
-        .views(resolved.shifts, resolved.reversal)
-        .clip(d.clip)
-        .prefetch(d.prefetch)
-        .seed(cfg.seed)
-        .resume(loader_state)
-        // Each epoch yields at least one batch, so this many always covers the steps left.
-        .epochs(total - start_step + 1)
-        .video_augment(video_aug)
-        .min_gap(d.min_gap)
-        .strict(d.strict);
-    if let Some(t) = d.threads {
-        builder = builder.threads(t);
-    }
-    let mut loader = builder.build()?;
-    let views_per_record = loader.shape().views;
-
-    if cuda {
-        // Fixed input shapes: let cuDNN time its algorithms once and keep the fastest.
-        tch::Cuda::cudnn_set_benchmark(true);
-    }
-    let (vs, model) = build_model(cfg, device);
-    if channels_last {
-        weights_to_channels_last_3d(&vs);
-    }
-    let mut sgd = Sgd::new(&vs, cfg.optim.momentum, cfg.optim.weight_decay);
-    if let Some(dir) = &latest {
-        checkpoint::load(dir, &vs, &mut sgd)?;
-    }
+    let start = Start::find(run_dir, resume, total)?;
+    let mut loader = open_loader(resolved, &dataset, start.loader, total - start.step)?;
+    let (vs, model, mut sgd) = build_trainable(cfg, device, channels_last, start.checkpoint.as_deref())?;
     // Written only once the checkpoint fits the model, so a refused resume leaves it as it was.
     std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
     let config_path = run_dir.join(CONFIG_FILE);
@@ -201,18 +335,17 @@ pub fn train(
         decay: cfg.optim.decay,
         total_steps: total,
     };
-
-    let mut log = RunLog::open(run_dir, start_step).map_err(io(run_dir))?;
+    let mut log = RunLog::open(run_dir, start.step).map_err(io(run_dir))?;
     let gpu_memory = match device {
         Device::Cuda(i) => GpuMemory::open(i),
         _ => None,
     };
     observer.started(&RunInfo {
         device: format!("{device:?}"),
-        start_step,
+        start_step: start.step,
         total_steps: total,
         spec: resolved.spec.to_string(),
-        clips_per_batch: d.batch_size * views_per_record,
+        clips_per_batch: cfg.data.batch_size * loader.shape().views,
         parameters: vs.trainable_variables().iter().map(|t| t.numel() as i64).sum(),
         bf16,
         channels_last,
@@ -220,33 +353,21 @@ pub fn train(
     });
 
     let mut next = Some(fetch(&mut loader, device)?);
-    let (mut final_loss, mut last_checkpoint) = (f64::NAN, None);
-    let (mut clip_rate_sum, mut wait_sum, mut timed_steps, mut peak) = (0.0, 0.0, 0u64, None::<f64>);
-    for step in start_step..total {
+    let (mut final_loss, mut last_checkpoint, mut rates) = (f64::NAN, None, Rates::default());
+    for step in start.step..total {
         let t0 = Instant::now();
         let (batch, state_after) = next.take().expect("fetched before each step");
         let lr = schedule.lr(step);
-        let masks = resolved.spec.masks(&batch.views)?;
-        let (c, w) = masks.as_f32();
-        let n = masks.n as i64;
-        let c = Tensor::from_slice(&c).reshape([n, n]).to_device(device);
-        let w = Tensor::from_slice(&w).reshape([n, n]).to_device(device);
-
-        let embeddings = bf16_autocast(bf16, || {
-            let video = normalise_video(&batch.video, channels_last);
-            model.forward(&video, &batch.audio, true)
-        });
-        let loss = gdt_nce(
-            &embeddings.to_kind(Kind::Float),
-            &c,
-            &w,
-            cfg.loss.temperature,
-            cfg.loss.detach_keys,
-        );
-        sgd.zero_grad();
-        loss.backward();
-        sgd.step(lr);
-
+        let loss = gdt_step(
+            resolved,
+            &model,
+            &mut sgd,
+            &batch,
+            lr,
+            device,
+            bf16,
+            channels_last,
+        )?;
         // Overlap: the next batch is taken and its upload queued while the device works.
         let waited = Instant::now();
         if step + 1 < total {
@@ -262,10 +383,6 @@ pub fn train(
             )));
         }
         final_loss = loss_value;
-        let memory = gpu_memory.as_ref().and_then(GpuMemory::used_mib);
-        if let Some(m) = memory {
-            peak = Some(peak.map_or(m, |p: f64| p.max(m)));
-        }
         let record = StepRecord {
             step: step + 1,
             epoch: batch.epoch,
@@ -275,13 +392,9 @@ pub fn train(
             clips_per_s: batch.len() as f64 / seconds,
             data_wait: wait / seconds,
             step_seconds: seconds,
-            gpu_memory_mib: memory,
+            gpu_memory_mib: gpu_memory.as_ref().and_then(GpuMemory::used_mib),
         };
-        if step > start_step {
-            clip_rate_sum += record.clips_per_s;
-            wait_sum += record.data_wait;
-            timed_steps += 1;
-        }
+        rates.add(&record, step == start.step);
         log.append(&record).map_err(io(log.path()))?;
         observer.step(&record);
         drop(batch);
@@ -300,23 +413,18 @@ pub fn train(
     }
     let skipped_records = loader.skipped().into_iter().map(|s| s.error).collect();
     drop(loader);
-
     let plot = if cfg.run.plot {
-        let records = run_log::read(&run_dir.join(run_log::LOG_FILE)).map_err(io(run_dir))?;
-        let path = run_dir.join(PLOT_FILE);
-        crate::plot::write(&path, &records)
-            .map_err(|e| TrainError::Run(format!("{}: {e}", path.display())))?;
-        Some(path)
+        Some(write_plot(run_dir)?)
     } else {
         None
     };
-    let timed = timed_steps.max(1) as f64;
+    let (clips_per_s, data_wait) = rates.means();
     Ok(Summary {
         steps: total,
         final_loss,
-        clips_per_s: clip_rate_sum / timed,
-        data_wait: wait_sum / timed,
-        peak_gpu_memory_mib: peak,
+        clips_per_s,
+        data_wait,
+        peak_gpu_memory_mib: rates.peak_gpu_mib,
         checkpoint: last_checkpoint.expect("the last step always checkpoints"),
         plot,
         skipped_records,

@@ -35,7 +35,7 @@ fn gdt_training_beats_random_init_on_cross_modal_retrieval_and_knn() {
     // same loss to the last digit), trained vs random init, 32 test records:
     //   corpus seed 47 (this test, first run after the thresholds were set): a->v R@1 22% vs
     //     3%, R@5 81% vs 12%, video kNN 62% vs 44%, linear 81% vs 53%, synchrony 71% vs 55%;
-    //     274 s of training, 564 s for the whole test with the simclr run.
+    //     274 s of training.
     //   corpus seed 29: a->v R@1 16% vs 3%, R@5 50% vs 12%, video kNN 72% vs 59%,
     //     video linear 88% vs 53%, synchrony 73% vs 49%; 277 s of training.
     //   corpus seed 11: a->v R@1 9% vs 3%, R@5 62% vs 19%, video kNN 78% vs 59%, linear 84%
@@ -62,21 +62,4 @@ fn gdt_training_beats_random_init_on_cross_modal_retrieval_and_knn() {
         t.video_knn_top1,
         z.video_knn_top1
     );
-
-    // Reported, not asserted: the `simclr` preset (every view of a record a positive of
-    // every other, within and across modalities) with the same records, shifts, steps and
-    // cost per step. Measured on seed 47: a->v R@1 16%, R@5 78%, video kNN 69%, linear 91%,
-    // audio kNN 88%, synchrony 56%, direction 59%: better on the classes, worse on
-    // synchrony (71% for the cross-modal run), which only cross-modal pairs teach.
-    let simclr = ProofSettings {
-        preset: "simclr".into(),
-        ..settings
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let s = proof::run(&simclr, dir.path()).unwrap();
-    println!(
-        "simclr, same settings: {:.0} s, final loss {:.3}",
-        s.total_seconds, s.final_loss
-    );
-    println!("{}", proof::summary_line("simclr", &s.trained));
 }

@@ -4,29 +4,20 @@
 
 use std::path::Path;
 
-use gdt_formats::params::PackParams;
-use gdt_pipeline::synth::packed::write_packed;
-use gdt_pipeline::synth::{plan, CorpusConfig};
+use gdt_pipeline::synth::packed::SmallDataset;
 use gdt_trainer::config::TrainConfig;
 use gdt_trainer::train::{self, Silent};
 use gdt_trainer::{checkpoint, run_log};
 
 fn dataset(dir: &Path) {
-    let videos = plan(&CorpusConfig {
+    SmallDataset {
         count: 12,
         seed: 5,
-        min_duration_s: 2.0,
-        max_duration_s: 3.0,
-        ..CorpusConfig::default()
-    });
-    let params = PackParams {
-        short_side: 48,
-        max_long_side: 64,
-        mels: 40,
-        max_seconds: 3.0,
-        ..PackParams::default()
-    };
-    write_packed(dir, &videos, &params, 1 << 30).unwrap();
+        ..SmallDataset::default()
+    }
+    .small_frames()
+    .write(dir)
+    .unwrap();
 }
 
 /// A small model on small clips: the real architecture at 1/16 width.

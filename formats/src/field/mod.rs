@@ -2,6 +2,5 @@
 //! means adding a file here; the shard layout does not change.
 
 pub mod frames;
-pub mod jpeg;
 pub mod meta;
 pub mod spectrogram;

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use gdt_formats::FileError;
+
 use super::PackError;
 
 /// File extensions taken from a folder (case-insensitive).
@@ -12,10 +14,13 @@ pub const VIDEO_EXTENSIONS: &[&str] = &[
 /// One input video.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PackInput {
+    /// Where the file is.
     pub path: PathBuf,
     /// The input as the user named it (manifest path, or path relative to the folder).
     pub source: String,
+    /// Its class name (the manifest's column, or its class folder).
     pub label: Option<String>,
+    /// Its split, from the manifest.
     pub split: Option<String>,
 }
 
@@ -36,10 +41,7 @@ pub fn source_root(input: &Path) -> Option<PathBuf> {
 /// is read as a CSV manifest `path[,label[,split]]` with an optional `path,...` header and
 /// paths relative to the manifest's directory, kept in manifest order.
 pub fn list_inputs(input: &Path) -> Result<Vec<PackInput>, PackError> {
-    let meta = std::fs::metadata(input).map_err(|source| PackError::Io {
-        path: input.to_path_buf(),
-        source,
-    })?;
+    let meta = std::fs::metadata(input).map_err(FileError::at(input))?;
     if meta.is_dir() {
         let mut found = Vec::new();
         walk(input, input, &mut found)?;
@@ -51,20 +53,11 @@ pub fn list_inputs(input: &Path) -> Result<Vec<PackInput>, PackError> {
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<PackInput>) -> Result<(), PackError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| PackError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    let entries = std::fs::read_dir(dir).map_err(FileError::at(dir))?;
     for entry in entries {
-        let entry = entry.map_err(|source| PackError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        let entry = entry.map_err(FileError::at(dir))?;
         let path = entry.path();
-        let file_type = entry.file_type().map_err(|source| PackError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let file_type = entry.file_type().map_err(FileError::at(&path))?;
         if file_type.is_dir() {
             walk(root, &path, out)?;
             continue;
@@ -95,10 +88,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PackInput>) -> Result<(), PackErr
 }
 
 fn read_manifest(manifest: &Path) -> Result<Vec<PackInput>, PackError> {
-    let text = std::fs::read_to_string(manifest).map_err(|source| PackError::Io {
-        path: manifest.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(manifest).map_err(FileError::at(manifest))?;
     let base = manifest.parent().unwrap_or(Path::new("."));
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)

@@ -4,50 +4,68 @@
 //! The output is byte-identical for any number of jobs, and an interrupted run resumes.
 
 mod input;
+mod output;
+mod process;
 mod state;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Condvar, Mutex};
 use std::time::Duration;
 
-use gdt_formats::dataset::{
-    is_shard_file, shard_file_name, shard_index, DatasetManifest, ShardInfo, Totals, DATASET_FILE,
-};
-use gdt_formats::field::meta::{AudioOrigin, RecordMeta};
+use gdt_formats::dataset::{DatasetManifest, DatasetWriter, InputTally};
 use gdt_formats::params::PackParams;
-use gdt_formats::shard::{EncodedRecord, ShardWriter, FORMAT_VERSION};
-use gdt_formats::FormatError;
+use gdt_formats::{FileError, FormatError};
 use serde::{Deserialize, Serialize};
 
+pub use gdt_formats::dataset::{REPORT_FILE, STATE_FILE};
 pub use input::{list_inputs, source_root, PackInput, VIDEO_EXTENSIONS};
-pub use state::{PackState, STATE_FILE};
+pub use state::PackState;
 
-use crate::decode::DecodeError;
-use crate::spectrogram::MelSpectrogram;
-use crate::window::{decode_windows, WindowOptions};
+use crate::source::spectrogram::MelSpectrogram;
+use crate::source::window::WindowOptions;
+use process::{process, Processed};
 
-pub const REPORT_FILE: &str = "pack-report.jsonl";
-
+/// Why a pack stopped. Bad inputs never stop it: they are outcomes.
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// Reading or writing a file failed.
+    #[error(transparent)]
+    Io(#[from] FileError),
+    /// A shard or dataset file could not be written or read back.
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// A line of the CSV manifest is invalid.
     #[error("{path}, line {line}: {what}")]
     Manifest {
+        /// The manifest.
         path: PathBuf,
+        /// Its line, from 1.
         line: usize,
+        /// What is wrong with it.
         what: String,
     },
+    /// `.pack-state.json` cannot be read.
     #[error("{path}: unreadable pack state ({what}); pass --force to start over")]
-    State { path: PathBuf, what: String },
+    State {
+        /// The state file.
+        path: PathBuf,
+        /// Why.
+        what: String,
+    },
+    /// The output directory holds something the pack will not touch.
     #[error("{path}: {what}")]
-    Refused { path: PathBuf, what: String },
+    Refused {
+        /// The output directory.
+        path: PathBuf,
+        /// Why it was refused and what to do.
+        what: String,
+    },
+    /// Cancelled (Ctrl-C); the state allows a resume.
     #[error("interrupted; rerun the same command to resume from the last complete shard")]
     Interrupted,
+    /// The packing parameters are out of range.
     #[error("invalid packing parameters: {0}")]
     Params(String),
 }
@@ -55,13 +73,17 @@ pub enum PackError {
 /// How to pack.
 #[derive(Clone, Debug)]
 pub struct PackConfig {
+    /// The dataset directory to write.
     pub output: PathBuf,
+    /// What the records are packed with.
     pub params: PackParams,
+    /// Inputs decoded at once.
     pub jobs: usize,
     /// Target shard size in bytes; a shard closes before the input that would pass it.
     pub shard_size: u64,
     /// Windows of `max_seconds` per video (long videos give several records).
     pub max_windows: u32,
+    /// Give up on one input after this long.
     pub time_limit: Option<Duration>,
     /// Pack videos without audio with silence instead of skipping them.
     pub silence_for_missing_audio: bool,
@@ -75,6 +97,7 @@ pub struct PackConfig {
 }
 
 impl PackConfig {
+    /// The defaults: all cores, 1 GiB shards, one window per video, skip videos without audio.
     pub fn new(output: PathBuf) -> PackConfig {
         PackConfig {
             output,
@@ -94,7 +117,9 @@ impl PackConfig {
 /// What happened to one input: one line of `pack-report.jsonl`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
+    /// The input as the user named it.
     pub input: String,
+    /// Packed or skipped.
     pub status: Status,
     /// Short reason (the histogram key) when skipped.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -102,27 +127,38 @@ pub struct Outcome {
     /// Full message when skipped.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub detail: Option<String>,
+    /// Its label.
     pub label: Option<String>,
+    /// Records it gave.
     pub records: usize,
+    /// Frames stored.
     pub frames: u64,
+    /// Seconds of video stored.
     pub seconds: f64,
+    /// Its frames as raw u8.
     pub raw_frame_bytes: u64,
+    /// What its records take in the shard.
     pub stored_bytes: u64,
+    /// The size of its file.
     pub source_bytes: u64,
     /// Shard holding the records.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub shard: Option<usize>,
 }
 
+/// What happened to an input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// It gave at least one record.
     Packed,
+    /// It could not be packed (see the reason).
     Skipped,
 }
 
 /// Told about every input as it is written, in input order.
 pub trait Progress: Sync {
+    /// After each input is written (or skipped).
     fn input_done(&self, _outcome: &Outcome) {}
     /// Inputs already done by an earlier, interrupted run.
     fn resumed(&self, _inputs_done: usize) {}
@@ -135,6 +171,7 @@ impl Progress for Quiet {}
 /// The finished dataset.
 #[derive(Clone, Debug)]
 pub struct PackSummary {
+    /// Its `dataset.json`.
     pub manifest: DatasetManifest,
     /// True when the output was already complete and nothing was done.
     pub already_complete: bool,
@@ -152,16 +189,10 @@ pub fn pack(
 ) -> Result<PackSummary, PackError> {
     config.params.validate().map_err(PackError::Params)?;
     let out = &config.output;
-    std::fs::create_dir_all(out).map_err(|source| PackError::Io {
-        path: out.clone(),
-        source,
-    })?;
-    let fingerprint = state::Fingerprint::new(config, inputs);
-    let mut st = prepare_output(out, &fingerprint, config.force)?;
+    let mut st = output::prepare(out, &state::Fingerprint::new(config, inputs), config.force)?;
     if st.complete {
-        let manifest = DatasetManifest::load(out)?;
         return Ok(PackSummary {
-            manifest,
+            manifest: DatasetManifest::load(out)?,
             already_complete: true,
             processed_now: 0,
         });
@@ -169,19 +200,54 @@ pub fn pack(
     if st.next_input > 0 {
         progress.resumed(st.next_input);
     }
-
     let labels: Vec<String> = inputs
         .iter()
         .filter_map(|i| i.label.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    let mut writer = DatasetWriter::new(out, &config.params, config.shard_size, labels, st.shards.clone())?;
+    let start_input = st.next_input;
+    if let Err(e) = write_in_order(inputs, config, progress, cancel, &mut writer, &mut st) {
+        // Whatever the writer had open is incomplete: remove it so nothing looks finished.
+        output::remove_partial_shards(out, st.shards.len());
+        return Err(e);
+    }
+    if writer.close_shard()? {
+        st.shards = writer.shards().to_vec();
+        st.save(out)?;
+    }
+    output::write_report(out, &st.outcomes)?;
+    let tallies: Vec<InputTally> = st.outcomes.iter().map(Outcome::tally).collect();
+    let manifest = writer.finish(
+        &tallies,
+        concat!("gdt ", env!("CARGO_PKG_VERSION")),
+        config.source_root.clone(),
+    )?;
+    st.complete = true;
+    st.save(out)?;
+    Ok(PackSummary {
+        manifest,
+        already_complete: false,
+        processed_now: st.next_input - start_input,
+    })
+}
+
+/// Workers decode inputs on all cores; this thread appends their records in input order,
+/// saving the state after every shard it completes. Returns when every input is written.
+fn write_in_order(
+    inputs: &[PackInput],
+    config: &PackConfig,
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+    writer: &mut DatasetWriter,
+    st: &mut PackState,
+) -> Result<(), PackError> {
     let mels = MelSpectrogram::new(&config.params);
     let window_opts = WindowOptions {
         max_windows: config.max_windows,
         time_limit: config.time_limit,
     };
-
     // Workers claim inputs in order but never run more than `ahead` past the writer. That
     // bounds memory (a waiting input holds its compressed records, ~10 MB for a 10 s window
     // at the defaults) while leaving room for a long video to finish without idling the
@@ -190,10 +256,9 @@ pub fn pack(
     let claim = Mutex::new((st.next_input, st.next_input)); // (next to claim, next to write)
     let written_cv = Condvar::new();
     let (tx, rx) = mpsc::channel::<(usize, Processed)>();
-    let start_input = st.next_input;
-    let mut processed_now = 0usize;
-
-    let result = std::thread::scope(|s| -> Result<(), PackError> {
+    // The workers' copy: the writer itself is borrowed mutably below.
+    let labels = writer.labels().to_vec();
+    std::thread::scope(|s| -> Result<(), PackError> {
         for _ in 0..config.jobs.max(1) {
             let tx = tx.clone();
             let (claim, written_cv, mels, labels, window_opts) =
@@ -221,417 +286,71 @@ pub fn pack(
         }
         drop(tx);
 
-        let mut pending: BTreeMap<usize, Processed> = BTreeMap::new();
-        let mut writer: Option<ShardWriter> = None;
-        let mut next = start_input;
-        let finish_shard = |writer: &mut Option<ShardWriter>,
-                            st: &mut PackState,
-                            next_input: usize|
-         -> Result<(), PackError> {
-            if let Some(w) = writer.take() {
-                let file = shard_file_name(st.shards.len());
-                let summary = w.finish()?;
-                st.shards.push(ShardInfo {
-                    file,
-                    records: summary.records,
-                    bytes: summary.bytes,
-                });
-                st.next_input = next_input;
-                st.save(out)?;
-            }
-            Ok(())
-        };
-        while next < inputs.len() {
+        let mut pending = std::collections::BTreeMap::new();
+        while st.next_input < inputs.len() {
             if cancel.load(Ordering::Relaxed) {
                 return Err(PackError::Interrupted);
             }
             let (i, p) = match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(item) => item,
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(PackError::Interrupted);
-                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(PackError::Interrupted),
             };
             pending.insert(i, p);
-            while let Some(p) = pending.remove(&next) {
+            while let Some(p) = pending.remove(&st.next_input) {
                 // Checked per input, not per message: with workers ahead, one message can
                 // release a long run of pending inputs, and Ctrl-C must not wait for them.
                 if cancel.load(Ordering::Relaxed) {
                     return Err(PackError::Interrupted);
                 }
-                let mut outcome = p.outcome;
-                if !p.records.is_empty() {
-                    let bytes: u64 = p.records.iter().map(EncodedRecord::stored_bytes).sum();
-                    if writer
-                        .as_ref()
-                        .is_some_and(|w| w.record_count() > 0 && w.bytes() + bytes > config.shard_size)
-                    {
-                        finish_shard(&mut writer, &mut st, next)?;
-                    }
-                    if writer.is_none() {
-                        writer = Some(ShardWriter::create(
-                            &out.join(shard_file_name(st.shards.len())),
-                            &config.params,
-                        )?);
-                    }
-                    let w = writer.as_mut().expect("created above");
-                    for r in &p.records {
-                        w.append(r)?;
-                    }
-                    outcome.stored_bytes = bytes;
-                    outcome.shard = Some(st.shards.len());
-                }
-                progress.input_done(&outcome);
-                st.outcomes.push(outcome);
-                next += 1;
-                processed_now += 1;
-                claim.lock().expect("packer lock").1 = next;
+                write_input(p, writer, st, &config.output, progress)?;
+                claim.lock().expect("packer lock").1 = st.next_input;
                 written_cv.notify_all();
             }
         }
-        finish_shard(&mut writer, &mut st, next)
-    });
-    if let Err(e) = result {
-        // Whatever the writer had open is incomplete: remove it so nothing looks finished.
-        remove_partial_shards(out, st.shards.len());
-        return Err(e);
-    }
-
-    let mut manifest = describe(&st, &config.params, labels);
-    manifest.source_root = config.source_root.clone();
-    write_report(out, &st.outcomes)?;
-    manifest.save(out)?;
-    st.complete = true;
-    st.save(out)?;
-    Ok(PackSummary {
-        manifest,
-        already_complete: false,
-        processed_now,
+        Ok(())
     })
 }
 
-/// Decides where to start: fresh, resumed, or already complete. Refuses to touch a
-/// directory it does not recognise, or to resume with different settings.
-fn prepare_output(out: &Path, fingerprint: &state::Fingerprint, force: bool) -> Result<PackState, PackError> {
-    let fresh = || PackState {
-        fingerprint: fingerprint.clone(),
-        shards: vec![],
-        next_input: 0,
-        outcomes: vec![],
-        complete: false,
-    };
-    // A fresh pack records its state before writing anything else, so a run killed at any
-    // later moment leaves a directory the next run recognises and resumes.
-    let start_fresh = || -> Result<PackState, PackError> {
-        let st = fresh();
-        st.save(out)?;
-        Ok(st)
-    };
-    if force {
-        clear_output(out)?;
-        return start_fresh();
-    }
-    match PackState::load(out)? {
-        Some(st) => {
-            if let Some(what) = st.fingerprint.difference(fingerprint) {
-                return Err(PackError::Refused {
-                    path: out.to_path_buf(),
-                    what: format!(
-                        "holds a pack made with a different {what}; refusing to mix them. Use the original settings to resume, or --force to start over"
-                    ),
-                });
-            }
-            if !st.complete {
-                remove_partial_shards(out, st.shards.len());
-            }
-            Ok(st)
+/// Appends one input's records (if any) and its outcome; when a shard closed before it,
+/// saves the state, whose resume point is then this input.
+fn write_input(
+    p: Processed,
+    writer: &mut DatasetWriter,
+    st: &mut PackState,
+    out: &std::path::Path,
+    progress: &dyn Progress,
+) -> Result<(), PackError> {
+    let mut outcome = p.outcome;
+    if !p.records.is_empty() {
+        let appended = writer.append(&p.records)?;
+        if appended.closed_shard {
+            st.shards = writer.shards().to_vec();
+            st.save(out)?;
         }
-        None => {
-            let entries = std::fs::read_dir(out).map_err(|source| PackError::Io {
-                path: out.to_path_buf(),
-                source,
-            })?;
-            // Only a run killed while writing its first state file leaves our temporary
-            // behind with no state beside it; anything else belongs to someone else.
-            let mut foreign = false;
-            for e in entries.flatten() {
-                foreign |= !is_our_temporary(&e.file_name().to_string_lossy());
-            }
-            if foreign {
-                return Err(PackError::Refused {
-                    path: out.to_path_buf(),
-                    what: "is not empty and holds no gdt pack in progress; choose an empty directory or pass --force".into(),
-                });
-            }
-            remove_partial_shards(out, 0);
-            start_fresh()
-        }
+        outcome.stored_bytes = p.records.iter().map(|r| r.stored_bytes()).sum();
+        outcome.shard = Some(appended.shard);
     }
-}
-
-/// Removes shards numbered `from` and up, and every temporary file.
-fn remove_partial_shards(out: &Path, from: usize) {
-    let Ok(entries) = std::fs::read_dir(out) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let numbered = shard_index(&name).is_some_and(|n| n >= from);
-        if numbered || name.ends_with(".tmp") {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
-/// Whether `name` is the temporary name of a file a pack writes (see
-/// [`gdt_formats::atomic_file::temp_path`]).
-fn is_our_temporary(name: &str) -> bool {
-    name.strip_prefix('.')
-        .and_then(|n| n.strip_suffix(".tmp"))
-        .is_some_and(|n| is_shard_file(n) || [DATASET_FILE, REPORT_FILE, STATE_FILE].contains(&n))
-}
-
-/// `--force`: removes what a pack writes, and nothing else.
-fn clear_output(out: &Path) -> Result<(), PackError> {
-    let entries = std::fs::read_dir(out).map_err(|source| PackError::Io {
-        path: out.to_path_buf(),
-        source,
-    })?;
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let ours = is_shard_file(&name)
-            || name.ends_with(".tmp")
-            || [DATASET_FILE, REPORT_FILE, STATE_FILE].contains(&name.as_str());
-        if ours {
-            std::fs::remove_file(e.path()).map_err(|source| PackError::Io {
-                path: e.path(),
-                source,
-            })?;
-        }
-    }
+    progress.input_done(&outcome);
+    st.outcomes.push(outcome);
+    st.next_input += 1;
     Ok(())
 }
 
-fn write_report(out: &Path, outcomes: &[Outcome]) -> Result<(), PackError> {
-    let mut text = String::new();
-    for o in outcomes {
-        text.push_str(&serde_json::to_string(o).expect("outcome serialises"));
-        text.push('\n');
-    }
-    let path = out.join(REPORT_FILE);
-    gdt_formats::atomic_file::write_atomic(&path, text.as_bytes())
-        .map_err(|source| PackError::Io { path, source })
-}
-
-fn describe(st: &PackState, params: &PackParams, labels: Vec<String>) -> DatasetManifest {
-    let mut totals = Totals {
-        inputs: st.outcomes.len(),
-        ..Totals::default()
-    };
-    let mut skipped = BTreeMap::new();
-    let mut label_counts = BTreeMap::new();
-    for o in &st.outcomes {
-        match o.status {
-            Status::Packed => {
-                totals.packed += 1;
-                totals.records += o.records;
-                totals.frames += o.frames;
-                totals.seconds += o.seconds;
-                totals.raw_frame_bytes += o.raw_frame_bytes;
-                totals.source_bytes += o.source_bytes;
-                if let Some(l) = &o.label {
-                    *label_counts.entry(l.clone()).or_insert(0) += o.records;
-                }
-            }
-            Status::Skipped => {
-                totals.skipped += 1;
-                *skipped.entry(o.reason.clone().unwrap_or_default()).or_insert(0) += 1;
-            }
-        }
-    }
-    totals.stored_bytes = st.shards.iter().map(|s| s.bytes).sum();
-    DatasetManifest {
-        format_version: FORMAT_VERSION,
-        writer: concat!("gdt ", env!("CARGO_PKG_VERSION")).to_string(),
-        params: params.clone(),
-        shards: st.shards.clone(),
-        labels,
-        label_counts,
-        totals,
-        skipped,
-        source_root: None,
-    }
-}
-
-/// One input, decoded and compressed (or the reason it was skipped).
-struct Processed {
-    outcome: Outcome,
-    records: Vec<EncodedRecord>,
-}
-
-fn skipped(input: &PackInput, reason: &str, detail: String) -> Processed {
-    Processed {
-        outcome: Outcome {
-            input: input.source.clone(),
-            status: Status::Skipped,
-            reason: Some(reason.to_string()),
-            detail: Some(detail),
-            label: input.label.clone(),
-            records: 0,
-            frames: 0,
-            seconds: 0.0,
-            raw_frame_bytes: 0,
-            stored_bytes: 0,
-            source_bytes: 0,
-            shard: None,
-        },
-        records: vec![],
-    }
-}
-
-/// Short, stable reasons: the keys of the skip histogram.
-fn reason_of(e: &DecodeError) -> &'static str {
-    match e {
-        DecodeError::NoStream { kind: "video", .. } => "no video stream",
-        DecodeError::NoStream { .. } => "no audio stream",
-        DecodeError::Ffmpeg {
-            what: "opening the file",
-            ..
-        } => "not a readable video file",
-        DecodeError::TimedOut { .. } => "decoder time limit",
-        DecodeError::SampleFormat { .. } => "unsupported audio format",
-        _ => "decoding failed",
-    }
-}
-
-fn process(
-    input: &PackInput,
-    config: &PackConfig,
-    mels: &MelSpectrogram,
-    labels: &[String],
-    opts: &WindowOptions,
-) -> Processed {
-    let source_bytes = match std::fs::metadata(&input.path) {
-        Ok(m) if m.len() == 0 => {
-            return skipped(
-                input,
-                "empty file",
-                format!("{}: file is empty", input.path.display()),
-            )
-        }
-        Ok(m) => m.len(),
-        Err(e) => {
-            return skipped(
-                input,
-                "cannot read file",
-                format!("{}: {e}", input.path.display()),
-            )
-        }
-    };
-    // A panic inside a decoder must not take the whole pack down.
-    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        decode_windows(&input.path, &config.params, opts)
-    }));
-    let decoded = match decoded {
-        Ok(Ok(d)) => d,
-        Ok(Err(e)) => return skipped(input, reason_of(&e), e.to_string()),
-        Err(_) => {
-            return skipped(
-                input,
-                "decoding failed",
-                format!("{}: decoder panicked", input.path.display()),
-            )
-        }
-    };
-    let has_audio = decoded.info.audio_codec.is_some();
-    if !has_audio && !config.silence_for_missing_audio {
-        return skipped(
-            input,
-            "no audio stream",
-            format!("{}: no audio stream (--no-audio skip)", input.path.display()),
-        );
-    }
-    let p = &config.params;
-    let longest = decoded.windows.iter().map(|w| w.frame_count).max().unwrap_or(0);
-    let windows: Vec<_> = decoded
-        .windows
-        .into_iter()
-        .filter(|w| w.frame_count >= config.min_frames)
-        .collect();
-    if windows.is_empty() {
-        return skipped(
-            input,
-            "shorter than one clip",
-            format!(
-                "{}: {longest} frames at {} fps (with audio), a clip needs {}",
-                input.path.display(),
-                p.fps,
-                config.min_frames
-            ),
-        );
-    }
-    let label_index = input
-        .label
-        .as_ref()
-        .and_then(|l| labels.iter().position(|x| x == l))
-        .map(|i| i as u32);
-    let mut records = Vec::with_capacity(windows.len());
-    let (mut frames, mut raw) = (0u64, 0u64);
-    for w in &windows {
-        let samples = match &w.audio {
-            Some(a) => a.clone(),
-            None => vec![0.0; (w.frame_count as f64 / p.fps as f64 * p.sample_rate as f64).round() as usize],
-        };
-        let (spec, spec_frames) = mels.compute(&samples);
-        let meta = RecordMeta {
-            source: input.source.clone(),
-            label: input.label.clone(),
-            label_index,
-            split: input.split.clone(),
-            source_duration_s: decoded.info.duration_s,
-            source_fps: decoded.info.fps,
-            source_width: decoded.info.width,
-            source_height: decoded.info.height,
-            source_video_codec: decoded.info.video_codec.clone(),
-            source_audio_codec: decoded.info.audio_codec.clone(),
-            source_sample_rate: decoded.info.sample_rate,
-            source_channels: decoded.info.channels,
-            window_start_s: w.start_s,
-            window_index: w.index,
-            audio: if w.audio.is_some() {
-                AudioOrigin::Decoded
-            } else {
-                AudioOrigin::Silence
+impl Outcome {
+    /// What this input adds to the dataset's totals.
+    fn tally(&self) -> InputTally {
+        InputTally {
+            label: self.label.clone(),
+            skipped: match self.status {
+                Status::Packed => None,
+                Status::Skipped => Some(self.reason.clone().unwrap_or_default()),
             },
-        };
-        match EncodedRecord::encode(&meta, &w.frames, w.width, w.height, &spec, spec_frames as u32, p) {
-            Ok(r) => records.push(r),
-            Err(e) => {
-                return skipped(
-                    input,
-                    "compression failed",
-                    format!("{}: {e}", input.path.display()),
-                )
-            }
+            records: self.records,
+            frames: self.frames,
+            seconds: self.seconds,
+            raw_frame_bytes: self.raw_frame_bytes,
+            source_bytes: self.source_bytes,
         }
-        frames += w.frame_count as u64;
-        raw += w.frames.len() as u64;
-    }
-    Processed {
-        outcome: Outcome {
-            input: input.source.clone(),
-            status: Status::Packed,
-            reason: None,
-            detail: None,
-            label: input.label.clone(),
-            records: records.len(),
-            frames,
-            seconds: frames as f64 / p.fps as f64,
-            raw_frame_bytes: raw,
-            stored_bytes: 0,
-            source_bytes,
-            shard: None,
-        },
-        records,
     }
 }

@@ -7,40 +7,50 @@
 
 use std::path::Path;
 
-use gdt_formats::dataset::ShardInfo;
+use gdt_formats::dataset::{ShardInfo, STATE_FILE};
 use gdt_formats::params::PackParams;
+use gdt_formats::FileError;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{Outcome, PackConfig, PackError, PackInput};
 
-pub const STATE_FILE: &str = ".pack-state.json";
-
+/// `.pack-state.json`: how far a pack got.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PackState {
     /// Everything that decides the bytes of the output; a resume must match it exactly.
     pub fingerprint: Fingerprint,
+    /// The shards completed.
     pub shards: Vec<ShardInfo>,
     /// The first input not covered by `shards` and `outcomes`.
     pub next_input: usize,
     /// Outcome of every input before `next_input`.
     pub outcomes: Vec<Outcome>,
+    /// Whether the whole pack finished.
     pub complete: bool,
 }
 
+/// The settings a pack's bytes depend on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fingerprint {
+    /// The packing parameters.
     pub params: PackParams,
+    /// The target shard size.
     pub shard_size: u64,
+    /// Windows per video.
     pub max_windows: u32,
+    /// Shortest window kept.
     pub min_frames: usize,
+    /// Whether videos without audio get silence.
     pub silence_for_missing_audio: bool,
     /// xxh3 of the input list (paths, labels, splits, in order).
     pub inputs: u64,
+    /// Inputs in the list.
     pub input_count: usize,
 }
 
 impl Fingerprint {
+    /// The fingerprint of a pack of `inputs` with `config`.
     pub fn new(config: &PackConfig, inputs: &[PackInput]) -> Fingerprint {
         let mut listing = String::new();
         for i in inputs {
@@ -88,6 +98,7 @@ impl Fingerprint {
 }
 
 impl PackState {
+    /// Reads the state in `dir`, if there is one.
     pub fn load(dir: &Path) -> Result<Option<PackState>, PackError> {
         let path = dir.join(STATE_FILE);
         match std::fs::read(&path) {
@@ -98,13 +109,15 @@ impl PackState {
                     what: e.to_string(),
                 }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(PackError::Io { path, source }),
+            Err(source) => Err(FileError { path, source }.into()),
         }
     }
 
+    /// Writes the state into `dir` atomically.
     pub fn save(&self, dir: &Path) -> Result<(), PackError> {
         let path = dir.join(STATE_FILE);
         let json = serde_json::to_vec(self).expect("state serialises");
-        gdt_formats::atomic_file::write_atomic(&path, &json).map_err(|source| PackError::Io { path, source })
+        gdt_formats::atomic_file::write_atomic(&path, &json).map_err(FileError::at(&path))?;
+        Ok(())
     }
 }

@@ -7,13 +7,21 @@
 /// The silhouette an object is drawn with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
+    /// A filled disc.
     Circle,
+    /// A filled square.
     Square,
+    /// A filled triangle.
     Triangle,
+    /// A square on its corner.
     Diamond,
+    /// A plus sign.
     Cross,
+    /// A disc with a hole.
     Ring,
+    /// A filled hexagon.
     Hexagon,
+    /// A wide, flat rectangle.
     Bar,
 }
 
@@ -42,7 +50,9 @@ impl Shape {
 /// How one class looks and sounds.
 #[derive(Clone, Copy, Debug)]
 pub struct ClassStyle {
+    /// The label name.
     pub name: &'static str,
+    /// What its objects look like.
     pub shape: Shape,
     /// RGB colour. Every channel stays below the flash threshold in at least one channel so
     /// that a flash (pure white) can never be confused with the object itself.

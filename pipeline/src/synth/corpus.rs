@@ -12,6 +12,7 @@ use super::scene::VideoSpec;
 
 /// The container (and with it the codecs) a synthetic video is written as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Container {
     /// H.264 video (yuv420p) and AAC audio.
@@ -27,6 +28,7 @@ pub enum Container {
 }
 
 impl Container {
+    /// The file extension.
     pub fn extension(self) -> &'static str {
         match self {
             Container::Mp4 => "mp4",
@@ -37,6 +39,7 @@ impl Container {
         }
     }
 
+    /// The container of an extension.
     pub fn parse(s: &str) -> Option<Container> {
         match s.to_ascii_lowercase().as_str() {
             "mp4" => Some(Container::Mp4),
@@ -53,11 +56,14 @@ impl Container {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
+    /// Training data.
     Train,
+    /// Held-out data.
     Test,
 }
 
 impl Split {
+    /// The name in manifests.
     pub fn as_str(self) -> &'static str {
         match self {
             Split::Train => "train",
@@ -69,14 +75,21 @@ impl Split {
 /// What `gdt synth` is asked to make.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CorpusConfig {
+    /// Videos.
     pub count: usize,
+    /// The seed: the same plan for the same seed.
     pub seed: u64,
+    /// Object classes (labels), at most 8.
     pub classes: usize,
+    /// Shortest video, seconds.
     pub min_duration_s: f64,
+    /// Longest video, seconds.
     pub max_duration_s: f64,
     /// Frame sizes drawn from, uniformly.
     pub resolutions: Vec<(u32, u32)>,
+    /// Frame rates drawn from.
     pub frame_rates: Vec<u32>,
+    /// Audio rates drawn from.
     pub sample_rates: Vec<u32>,
     /// Containers used in turn (video i gets `containers[i % len]`).
     pub containers: Vec<Container>,
@@ -164,9 +177,13 @@ impl CorpusConfig {
 pub struct PlannedVideo {
     /// File name relative to the corpus directory, e.g. `synth-0007.mp4`.
     pub file_name: String,
+    /// Its container.
     pub container: Container,
+    /// Its class name.
     pub label_name: String,
+    /// Its split.
     pub split: Split,
+    /// What to render.
     pub spec: VideoSpec,
 }
 

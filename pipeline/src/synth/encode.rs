@@ -14,6 +14,7 @@ use super::corpus::Container;
 use super::scene::{Scene, VFR_TIME_BASE};
 use super::SynthError;
 use crate::ffmpeg_init;
+use gdt_formats::FileError;
 
 /// Variations for testing how consumers cope with imperfect files.
 #[derive(Clone, Debug, Default)]
@@ -57,12 +58,8 @@ pub fn write_video_with(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.part"));
-    let result = encode(&tmp, container, scene, options).and_then(|()| {
-        std::fs::rename(&tmp, path).map_err(|source| SynthError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
-    });
+    let result = encode(&tmp, container, scene, options)
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| FileError::at(path)(e).into()));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

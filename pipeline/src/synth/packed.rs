@@ -7,17 +7,17 @@
 //! as `gdt pack` writes a decoded window. Timing is therefore exact: frame j is at j / fps
 //! and its impact sound starts on the same instant.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
-use gdt_formats::dataset::{shard_file_name, DatasetManifest, ShardInfo, Totals};
+use gdt_formats::dataset::{DatasetManifest, DatasetWriter, InputTally};
 use gdt_formats::field::meta::{AudioOrigin, RecordMeta};
 use gdt_formats::params::PackParams;
-use gdt_formats::shard::{EncodedRecord, ShardWriter, FORMAT_VERSION};
-use gdt_formats::FormatError;
+use gdt_formats::shard::EncodedRecord;
+use gdt_formats::{FileError, FormatError};
 
 use super::{PlannedVideo, Scene, VideoSpec};
-use crate::spectrogram::MelSpectrogram;
+use crate::source::spectrogram::MelSpectrogram;
 
 /// The spec a planned video is rendered with when packed directly: the dataset's frame rate,
 /// stored frame size and sample rate, mono, at most `max_seconds` long. Its [`Scene`] tells
@@ -44,38 +44,15 @@ pub fn write_packed(
     params: &PackParams,
     shard_size: u64,
 ) -> Result<DatasetManifest, FormatError> {
-    params.validate().map_err(|e| FormatError::Malformed {
-        path: out.to_path_buf(),
-        what: e,
-    })?;
-    std::fs::create_dir_all(out).map_err(|source| FormatError::Io {
-        path: out.to_path_buf(),
-        source,
-    })?;
     let labels: Vec<String> = videos
         .iter()
         .map(|v| v.label_name.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    let mut writer = DatasetWriter::new(out, params, shard_size, labels, Vec::new())?;
     let mels = MelSpectrogram::new(params);
-    let mut shards: Vec<ShardInfo> = Vec::new();
-    let mut writer: Option<ShardWriter> = None;
-    let mut totals = Totals {
-        inputs: videos.len(),
-        ..Totals::default()
-    };
-    let mut label_counts = BTreeMap::new();
-    let finish = |w: ShardWriter, shards: &mut Vec<ShardInfo>| -> Result<(), FormatError> {
-        let file = shard_file_name(shards.len());
-        let s = w.finish()?;
-        shards.push(ShardInfo {
-            file,
-            records: s.records,
-            bytes: s.bytes,
-        });
-        Ok(())
-    };
+    let mut tallies = Vec::with_capacity(videos.len());
     for v in videos {
         let spec = packed_spec(&v.spec, params);
         let (w, h) = (spec.width, spec.height);
@@ -99,7 +76,7 @@ pub fn write_packed(
             0.0,
         );
         let (spectrogram, spec_frames) = mels.compute(&audio);
-        let label_index = labels.iter().position(|l| *l == v.label_name).map(|i| i as u32);
+        let label_index = writer.label_index(&v.label_name);
         let meta = RecordMeta {
             source: v.file_name.clone(),
             label: Some(v.label_name.clone()),
@@ -117,47 +94,88 @@ pub fn write_packed(
             window_index: 0,
             audio: AudioOrigin::Decoded,
         };
-        let io = |source| FormatError::Io {
-            path: out.to_path_buf(),
-            source,
-        };
         let record = EncodedRecord::encode(&meta, &frames, w, h, &spectrogram, spec_frames as u32, params)
-            .map_err(io)?;
-        if writer
-            .as_ref()
-            .is_some_and(|wr| wr.record_count() > 0 && wr.bytes() + record.stored_bytes() > shard_size)
-        {
-            finish(writer.take().expect("checked"), &mut shards)?;
-        }
-        if writer.is_none() {
-            writer = Some(ShardWriter::create(
-                &out.join(shard_file_name(shards.len())),
-                params,
-            )?);
-        }
-        writer.as_mut().expect("created above").append(&record)?;
-        totals.packed += 1;
-        totals.records += 1;
-        totals.frames += n as u64;
-        totals.seconds += n as f64 / params.fps as f64;
-        totals.raw_frame_bytes += frames.len() as u64;
-        *label_counts.entry(v.label_name.clone()).or_insert(0) += 1;
+            .map_err(FileError::at(out))?;
+        writer.append(std::slice::from_ref(&record))?;
+        tallies.push(InputTally {
+            label: Some(v.label_name.clone()),
+            skipped: None,
+            records: 1,
+            frames: n as u64,
+            seconds: n as f64 / params.fps as f64,
+            raw_frame_bytes: frames.len() as u64,
+            source_bytes: 0,
+        });
     }
-    if let Some(w) = writer {
-        finish(w, &mut shards)?;
+    writer.finish(
+        &tallies,
+        concat!("gdt synth --packed ", env!("CARGO_PKG_VERSION")),
+        None,
+    )
+}
+
+/// A small synthetic dataset for tests, examples and benchmarks: `count` videos of
+/// `min_seconds..=max_seconds`, 40 mels, records up to `max_seconds`. One definition, so
+/// that every test's data is built the same way.
+#[derive(Clone, Debug)]
+pub struct SmallDataset {
+    /// Videos (one record each).
+    pub count: usize,
+    /// The corpus seed.
+    pub seed: u64,
+    /// Shortest video, seconds.
+    pub min_seconds: f64,
+    /// Longest video and longest record, seconds.
+    pub max_seconds: f64,
+    /// Stored short side and long side cap, pixels.
+    pub frame_size: (u32, u32),
+    /// Target shard size, bytes.
+    pub shard_size: u64,
+}
+
+impl Default for SmallDataset {
+    fn default() -> Self {
+        let p = PackParams::default();
+        SmallDataset {
+            count: 12,
+            seed: 1,
+            min_seconds: 2.0,
+            max_seconds: 3.0,
+            frame_size: (p.short_side, p.max_long_side),
+            shard_size: 1 << 30,
+        }
     }
-    totals.stored_bytes = shards.iter().map(|s| s.bytes).sum();
-    let manifest = DatasetManifest {
-        format_version: FORMAT_VERSION,
-        writer: concat!("gdt synth --packed ", env!("CARGO_PKG_VERSION")).to_string(),
-        params: params.clone(),
-        shards,
-        labels,
-        label_counts,
-        totals,
-        skipped: BTreeMap::new(),
-        source_root: None,
-    };
-    manifest.save(out)?;
-    Ok(manifest)
+}
+
+impl SmallDataset {
+    /// Frames stored at short side 48 (long side at most 64), for models that train on the CPU.
+    pub fn small_frames(self) -> SmallDataset {
+        SmallDataset {
+            frame_size: (48, 64),
+            ..self
+        }
+    }
+
+    /// The packing parameters it is written with.
+    pub fn params(&self) -> PackParams {
+        PackParams {
+            short_side: self.frame_size.0,
+            max_long_side: self.frame_size.1,
+            mels: 40,
+            max_seconds: self.max_seconds,
+            ..PackParams::default()
+        }
+    }
+
+    /// Renders it into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<DatasetManifest, FormatError> {
+        let videos = super::plan(&super::CorpusConfig {
+            count: self.count,
+            seed: self.seed,
+            min_duration_s: self.min_seconds,
+            max_duration_s: self.max_seconds,
+            ..super::CorpusConfig::default()
+        });
+        write_packed(dir, &videos, &self.params(), self.shard_size)
+    }
 }

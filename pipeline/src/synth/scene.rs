@@ -24,14 +24,21 @@ pub const VFR_TIME_BASE: u32 = 90_000;
 /// Everything that determines one video's content. Same spec, same pixels and samples.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VideoSpec {
+    /// Seeds the scene's objects and noise.
     pub seed: u64,
+    /// Frame width.
     pub width: u32,
+    /// Frame height.
     pub height: u32,
     /// Nominal frame rate. With `variable_frame_rate` the frame intervals jitter around it.
     pub fps: u32,
+    /// Irregular frame times (a jittered clock).
     pub variable_frame_rate: bool,
+    /// Length, seconds.
     pub duration_s: f64,
+    /// Audio rate, Hz.
     pub sample_rate: u32,
+    /// Audio channels.
     pub channels: u16,
     /// The class whose objects dominate the video: its label.
     pub label: usize,
@@ -54,6 +61,7 @@ pub struct Impact {
     pub frame: usize,
     /// That frame's timestamp, seconds; the sound starts here.
     pub time_s: f64,
+    /// The class of the object that struck.
     pub class: usize,
     /// Impact speed relative to a drop from mid-height, clamped to [0, 1.5]: sets loudness.
     pub strength: f32,
@@ -204,6 +212,7 @@ impl Scene {
         }
     }
 
+    /// What it was built from.
     pub fn spec(&self) -> &VideoSpec {
         &self.spec
     }
@@ -213,6 +222,7 @@ impl Scene {
         &self.frame_times
     }
 
+    /// Every impact, in time order.
     pub fn impacts(&self) -> &[Impact] {
         &self.impacts
     }

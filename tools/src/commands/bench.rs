@@ -7,8 +7,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use gdt_formats::dataset::DatasetManifest;
 use gdt_formats::params::FrameCodec;
-use gdt_pipeline::batch::BatchShape;
-use gdt_pipeline::loader::{LoaderBuilder, StageSeconds};
+use gdt_pipeline::load::batch::BatchShape;
+use gdt_pipeline::load::loader::{LoaderBuilder, StageSeconds};
 use serde::Serialize;
 
 use crate::cli::{BenchArgs, BenchLoadArgs, BenchWhat};
@@ -99,7 +99,7 @@ fn load(a: BenchLoadArgs) -> Result<i32> {
         manifest.params.chunk_frames,
         t.raw_frame_bytes as f64 / t.stored_bytes.max(1) as f64
     );
-    let kernel = gdt_pipeline::augment::resample_kernel();
+    let kernel = gdt_pipeline::load::augment::resample_kernel();
 
     if a.json {
         let v = serde_json::json!({
@@ -190,66 +190,16 @@ fn baseline(_a: &BenchLoadArgs, _threads: usize, _shape: &BatchShape) -> Result<
 /// Clips per second when every record is decoded from its source file for each sample.
 #[cfg(feature = "ffmpeg")]
 fn baseline(a: &BenchLoadArgs, threads: usize, shape: &BatchShape) -> Result<f64> {
-    use std::path::PathBuf;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use gdt_formats::dataset::Dataset;
-    use gdt_pipeline::augment::{AudioAugment, VideoAugment};
-    use gdt_pipeline::baseline::views_from_source;
-    use gdt_pipeline::spectrogram::MelSpectrogram;
+    use gdt_pipeline::baseline::{clips_per_second, source_paths};
 
     let ds = Dataset::open(&a.dataset)?;
-    let params = ds.manifest.params.clone();
-    let mut sources: Vec<PathBuf> = Vec::new();
-    for g in 0..ds.len().min(a.baseline_records.max(1)) {
-        let (s, r) = ds.locate(g).expect("in range");
-        let meta = ds.shards[s].record(r)?.meta()?;
-        let path = match (&a.sources, &ds.manifest.source_root) {
-            (Some(dir), _) | (None, Some(dir)) => dir.join(&meta.source),
-            (None, None) => PathBuf::from(&meta.source),
-        };
-        if !path.exists() {
-            bail!(
-                "source {} not found (pass --sources DIR, the folder the manifest's paths are relative to)",
-                path.display()
-            );
-        }
-        sources.push(path);
-    }
-    let mels = MelSpectrogram::new(&params);
-    let (video, audio) = (VideoAugment::default(), AudioAugment::default());
-    let next = AtomicUsize::new(0);
-    let clips = AtomicUsize::new(0);
-    let start = Instant::now();
-    let failed: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let (mut v, mut au) = (Vec::new(), Vec::new());
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = sources.get(i) else { break };
-                    match views_from_source(
-                        path,
-                        &params,
-                        &mels,
-                        &video,
-                        &audio,
-                        (a.seed, i as u64),
-                        (shape.views / 2, shape.clip, shape.audio_frames),
-                        (&mut v, &mut au),
-                    ) {
-                        Ok(n) => {
-                            clips.fetch_add(n, Ordering::Relaxed);
-                        }
-                        Err(e) => *failed.lock().expect("lock") = Some(e.to_string()),
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = failed.into_inner().expect("lock") {
-        bail!("baseline decode failed: {e}");
-    }
-    Ok(clips.into_inner() as f64 / start.elapsed().as_secs_f64())
+    let sources = source_paths(&ds, a.baseline_records, a.sources.as_deref())?;
+    Ok(clips_per_second(
+        &sources,
+        &ds.manifest.params,
+        threads,
+        a.seed,
+        shape,
+    )?)
 }

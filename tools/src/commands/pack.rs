@@ -3,7 +3,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use gdt_formats::params::{FrameCodec, PackParams};
 
-use crate::cli::PackArgs;
+use crate::cli::{Codec, PackArgs};
 
 /// Parses sizes such as `1GiB`, `512MiB`, `200MB`, `4096`.
 pub fn parse_size(s: &str) -> Result<u64> {
@@ -28,41 +28,41 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok((n * mult as f64) as u64)
 }
 
-/// `--fast-load`: what `gdt bench load` measured fastest per core (docs/LOADER.md): small
-/// chunks waste fewer decoded frames per clip and stay in cache; a negative level skips
-/// entropy-coding literals.
-const FAST_LOAD: (u32, i32) = (4, -1);
-
-pub fn params_from(args: &PackArgs) -> Result<PackParams> {
-    let (chunk_frames, level) = if args.fast_load {
-        FAST_LOAD
+pub fn params_from(args: &PackArgs) -> PackParams {
+    let base = if args.fast_load {
+        PackParams::fast_load()
     } else {
-        (args.chunk_frames, args.zstd_level)
+        PackParams {
+            chunk_frames: args.chunk_frames,
+            codec: FrameCodec::RawZstd {
+                level: args.zstd_level,
+                delta: true,
+            },
+            ..PackParams::default()
+        }
     };
-    let codec = match args.codec.as_str() {
-        "raw" => FrameCodec::RawZstd {
+    let codec = match (args.codec, base.codec) {
+        (Codec::Raw, FrameCodec::RawZstd { level, .. }) => FrameCodec::RawZstd {
             level,
             delta: !args.no_delta,
         },
-        "jpeg" => FrameCodec::Jpeg {
+        (_, _) => FrameCodec::Jpeg {
             quality: args.quality,
         },
-        other => bail!("unknown codec {other:?}: use raw or jpeg"),
     };
-    Ok(PackParams {
+    PackParams {
         fps: args.fps,
         short_side: args.short_side,
         max_long_side: args.max_long_side,
         max_seconds: args.max_seconds,
-        chunk_frames,
         codec,
         mels: args.mels,
-        ..PackParams::default()
-    })
+        ..base
+    }
 }
 
 pub fn run(args: PackArgs) -> Result<i32> {
-    let params = params_from(&args)?;
+    let params = params_from(&args);
     params
         .validate()
         .map_err(|e| anyhow!("invalid packing parameters: {e}"))?;
@@ -81,44 +81,9 @@ fn run_pack(_args: PackArgs, _params: PackParams, _shard_size: u64) -> Result<i3
 
 #[cfg(feature = "ffmpeg")]
 fn run_pack(args: PackArgs, params: PackParams, shard_size: u64) -> Result<i32> {
-    use std::collections::BTreeMap;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use gdt_pipeline::pack::{
-        list_inputs, pack, source_root, Outcome, PackConfig, PackError, Progress, Status, REPORT_FILE,
-    };
-
-    struct Bar {
-        bar: indicatif::ProgressBar,
-        packed: AtomicUsize,
-        skipped: AtomicUsize,
-        clips: AtomicUsize,
-    }
-    impl Progress for Bar {
-        fn input_done(&self, o: &Outcome) {
-            match o.status {
-                Status::Packed => self.packed.fetch_add(1, Ordering::Relaxed),
-                Status::Skipped => self.skipped.fetch_add(1, Ordering::Relaxed),
-            };
-            // Clips: whole 1-second clips the stored frames hold.
-            self.clips
-                .fetch_add((o.seconds as usize).max(o.records), Ordering::Relaxed);
-            self.bar.set_message(format!(
-                "packed {} skipped {} clips {}",
-                self.packed.load(Ordering::Relaxed),
-                self.skipped.load(Ordering::Relaxed),
-                self.clips.load(Ordering::Relaxed)
-            ));
-            self.bar.inc(1);
-        }
-        fn resumed(&self, done: usize) {
-            self.bar
-                .println(format!("resuming: {done} inputs were finished by an earlier run"));
-            self.bar.inc(done as u64);
-        }
-    }
+    use gdt_pipeline::pack::{list_inputs, pack, source_root, PackConfig, PackError};
 
     let inputs =
         list_inputs(&args.input).with_context(|| format!("listing inputs from {}", args.input.display()))?;
@@ -135,34 +100,13 @@ fn run_pack(args: PackArgs, params: PackParams, shard_size: u64) -> Result<i32> 
         shard_size,
         max_windows: args.windows.max(1),
         time_limit: (args.time_limit > 0.0).then(|| Duration::from_secs_f64(args.time_limit)),
-        silence_for_missing_audio: args.no_audio == "silence",
+        silence_for_missing_audio: args.no_audio == crate::cli::NoAudio::Silence,
         force: args.force,
         source_root: source_root(&args.input),
         ..PackConfig::new(args.out.clone())
     };
-    let cancel = Arc::new(AtomicBool::new(false));
-    {
-        let cancel = cancel.clone();
-        // A second Ctrl-C while stopping falls through to the default (immediate exit).
-        let _ = ctrlc::set_handler(move || {
-            if cancel.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-            eprintln!("\ngdt pack: stopping after the current inputs (Ctrl-C again to quit at once)...");
-        });
-    }
-    let bar = Bar {
-        bar: indicatif::ProgressBar::new(inputs.len() as u64).with_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} packing [{bar:30}] {pos}/{len} videos  {per_sec}  {msg}  ETA {eta}",
-            )
-            .expect("static template")
-            .progress_chars("=> "),
-        ),
-        packed: AtomicUsize::new(0),
-        skipped: AtomicUsize::new(0),
-        clips: AtomicUsize::new(0),
-    };
+    let cancel = ctrl_c_cancels();
+    let bar = Bar::new(inputs.len());
     let start = Instant::now();
     let result = pack(&inputs, &config, &bar, &cancel);
     bar.bar.finish_and_clear();
@@ -178,9 +122,96 @@ fn run_pack(args: PackArgs, params: PackParams, shard_size: u64) -> Result<i32> 
         }
         Err(e) => return Err(e).with_context(|| format!("packing into {}", args.out.display())),
     };
+    print_summary(&args, &summary, start.elapsed().as_secs_f64(), jobs);
+    let t = &summary.manifest.totals;
+    if t.packed == 0 {
+        eprintln!("gdt pack: no input could be packed");
+        return Ok(1);
+    }
+    if args.strict && t.skipped > 0 {
+        eprintln!("gdt pack: {} inputs skipped (--strict)", t.skipped);
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// The progress bar: videos done, packed and skipped, clips so far.
+#[cfg(feature = "ffmpeg")]
+struct Bar {
+    bar: indicatif::ProgressBar,
+    packed: std::sync::atomic::AtomicUsize,
+    skipped: std::sync::atomic::AtomicUsize,
+    clips: std::sync::atomic::AtomicUsize,
+}
+
+#[cfg(feature = "ffmpeg")]
+impl Bar {
+    fn new(inputs: usize) -> Bar {
+        Bar {
+            bar: indicatif::ProgressBar::new(inputs as u64).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} packing [{bar:30}] {pos}/{len} videos  {per_sec}  {msg}  ETA {eta}",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
+            ),
+            packed: Default::default(),
+            skipped: Default::default(),
+            clips: Default::default(),
+        }
+    }
+}
+
+#[cfg(feature = "ffmpeg")]
+impl gdt_pipeline::pack::Progress for Bar {
+    fn input_done(&self, o: &gdt_pipeline::pack::Outcome) {
+        use gdt_pipeline::pack::Status;
+        use std::sync::atomic::Ordering;
+        match o.status {
+            Status::Packed => self.packed.fetch_add(1, Ordering::Relaxed),
+            Status::Skipped => self.skipped.fetch_add(1, Ordering::Relaxed),
+        };
+        // Clips: whole 1-second clips the stored frames hold.
+        self.clips
+            .fetch_add((o.seconds as usize).max(o.records), Ordering::Relaxed);
+        self.bar.set_message(format!(
+            "packed {} skipped {} clips {}",
+            self.packed.load(Ordering::Relaxed),
+            self.skipped.load(Ordering::Relaxed),
+            self.clips.load(Ordering::Relaxed)
+        ));
+        self.bar.inc(1);
+    }
+    fn resumed(&self, done: usize) {
+        self.bar
+            .println(format!("resuming: {done} inputs were finished by an earlier run"));
+        self.bar.inc(done as u64);
+    }
+}
+
+/// A flag the first Ctrl-C raises (the pack stops after the current inputs, resumable); a
+/// second Ctrl-C exits at once.
+#[cfg(feature = "ffmpeg")]
+fn ctrl_c_cancels() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let cancel = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ngdt pack: stopping after the current inputs (Ctrl-C again to quit at once)...");
+    });
+    cancel
+}
+
+/// What was packed, skipped and written, and how fast.
+#[cfg(feature = "ffmpeg")]
+fn print_summary(args: &PackArgs, summary: &gdt_pipeline::pack::PackSummary, secs: f64, jobs: usize) {
+    use gdt_pipeline::pack::REPORT_FILE;
+
     let m = &summary.manifest;
     let t = &m.totals;
-    let secs = start.elapsed().as_secs_f64();
     if summary.already_complete {
         println!(
             "{} is already complete ({} records); nothing to do. Use --force to repack.",
@@ -202,8 +233,8 @@ fn run_pack(args: PackArgs, params: PackParams, shard_size: u64) -> Result<i32> 
         t.frames
     );
     if t.skipped > 0 {
-        let reasons: BTreeMap<_, _> = m.skipped.iter().collect();
-        let list = reasons
+        let list = m
+            .skipped
             .iter()
             .map(|(r, n)| format!("{r} {n}"))
             .collect::<Vec<_>>()
@@ -235,15 +266,6 @@ fn run_pack(args: PackArgs, params: PackParams, shard_size: u64) -> Result<i32> 
             t.seconds * summary.processed_now as f64 / t.inputs.max(1) as f64 / secs
         );
     }
-    if t.packed == 0 {
-        eprintln!("gdt pack: no input could be packed");
-        return Ok(1);
-    }
-    if args.strict && t.skipped > 0 {
-        eprintln!("gdt pack: {} inputs skipped (--strict)", t.skipped);
-        return Ok(1);
-    }
-    Ok(0)
 }
 
 #[cfg(test)]

@@ -74,7 +74,7 @@ pub fn run(args: PreviewArgs) -> Result<i32> {
     }
 
     let frames_n = e.spec_frames as usize;
-    let live = |v: f32| v > gdt_pipeline::spectrogram::LOG_EPS + 1.0;
+    let live = |v: f32| v > gdt_pipeline::source::spectrogram::LOG_EPS + 1.0;
     // Colour range from the 5th to the 99.9th percentile of the live rows, so a steady noise
     // floor shows dark and onsets stand out.
     let mut sorted: Vec<f32> = spec.iter().copied().filter(|&v| live(v)).collect();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use gdt_trainer::config::TrainConfig;
 use gdt_trainer::run_log::StepRecord;
-use gdt_trainer::spec::{TransformSpec, PRESET_NAMES};
+use gdt_trainer::spec::{preset_names, TransformSpec};
 use gdt_trainer::train::{self, Observer, RunInfo};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -14,7 +14,7 @@ use crate::cli::TrainArgs;
 
 pub fn run(args: TrainArgs) -> Result<i32> {
     if args.list_presets {
-        for name in PRESET_NAMES {
+        for name in preset_names() {
             let p = TransformSpec::preset(name)?;
             println!(
                 "{name:<26} {} ({}; {} shift(s){})",

@@ -2,8 +2,8 @@
 //! mode), averaged; and, on the way, the synchrony and direction probes, which need the
 //! per-clip embeddings.
 
-use gdt_pipeline::clips::ClipReader;
-use gdt_pipeline::loader::LoadError;
+use gdt_pipeline::load::clips::ClipReader;
+use gdt_pipeline::load::loader::LoadError;
 use tch::{Device, Kind, Tensor};
 
 use crate::input::normalise_video;
@@ -12,25 +12,33 @@ use crate::model::GdtModel;
 /// Frames of separation below which audio counts as aligned (1 s at 30 fps).
 pub const SYNC_MIN_SHIFT_FRAMES: usize = 30;
 
+/// Every record's features, averaged over its clips.
 pub struct RecordFeatures {
     /// Encoder features averaged over clips, `[records, 512 * width]`, L2-normalised.
     pub video: Tensor,
+    /// Audio encoder features.
     pub audio: Tensor,
     /// Head embeddings averaged over clips, `[records, 256]`, L2-normalised.
     pub video_embedding: Tensor,
+    /// Audio head embeddings.
     pub audio_embedding: Tensor,
+    /// The synchrony probe's counts.
     pub sync: Counts,
+    /// The direction probe's counts.
     pub direction: Counts,
 }
 
 /// Wins out of trials for a two-way probe.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Counts {
+    /// Trials decided right.
     pub wins: usize,
+    /// Trials.
     pub trials: usize,
 }
 
 impl Counts {
+    /// Share decided right, if any trial ran.
     pub fn rate(&self) -> Option<f64> {
         (self.trials > 0).then(|| self.wins as f64 / self.trials as f64)
     }

@@ -24,7 +24,7 @@ pub mod proof;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use gdt_pipeline::clips::ClipReader;
+use gdt_pipeline::load::clips::ClipReader;
 use serde::Serialize;
 use tch::{Device, Tensor};
 
@@ -34,9 +34,13 @@ use crate::train::{build_model, TrainError};
 use features::Counts;
 use metrics::{knn_top1, linear_probe, recall_at};
 
+/// The k of video retrieval's recall@k.
 pub const RETRIEVAL_KS: [usize; 4] = [1, 5, 10, 20];
+/// The k of cross-modal retrieval's recall@k.
 pub const CROSS_MODAL_KS: [usize; 3] = [1, 5, 10];
+/// Labelled examples per class in the few-shot probes.
 pub const FEW_SHOTS: [usize; 3] = [1, 5, 20];
+/// Neighbours of the kNN probe.
 pub const KNN_K: usize = 20;
 
 /// Which weights to evaluate.
@@ -48,38 +52,59 @@ pub enum Weights {
     RandomInit,
 }
 
+/// How to evaluate.
 #[derive(Clone, Debug)]
 pub struct EvalOptions {
+    /// Uniformly spaced clips per record, features averaged.
     pub clips: usize,
+    /// Where the model runs.
     pub device: Device,
     /// Draws averaged per few-shot setting.
     pub few_shot_draws: usize,
 }
 
+/// Every figure of one model's evaluation.
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalReport {
+    /// The model evaluated (checkpoint, or random init).
     pub model: String,
+    /// The dataset.
     pub dataset: String,
+    /// Records evaluated.
     pub records: usize,
+    /// Of them, the gallery and probe training set.
     pub train_records: usize,
+    /// Of them, the queries and probe test set.
     pub test_records: usize,
+    /// Classes.
     pub classes: usize,
+    /// Clips averaged per record.
     pub clips_per_record: usize,
     /// "R@1" ... "R@20".
     pub video_retrieval: BTreeMap<String, f64>,
+    /// Audio-query, video-gallery recall@k.
     pub audio_to_video: BTreeMap<String, f64>,
+    /// Video-query, audio-gallery recall@k.
     pub video_to_audio: BTreeMap<String, f64>,
+    /// kNN top-1 on video encoder features.
     pub video_knn_top1: f64,
     /// The same kNN on the video head's 256-d embeddings, the space the loss shapes.
     pub video_head_knn_top1: f64,
+    /// Linear probe top-1 on video encoder features.
     pub video_linear_top1: f64,
     /// Shots per class ("1", "5", "20") -> linear probe top-1, averaged over draws.
     pub video_few_shot_top1: BTreeMap<String, f64>,
+    /// kNN top-1 on audio encoder features.
     pub audio_knn_top1: f64,
+    /// Linear probe top-1 on audio encoder features.
     pub audio_linear_top1: f64,
+    /// Synchrony probe counts.
     pub sync: Counts,
+    /// Synchrony probe accuracy.
     pub sync_accuracy: Option<f64>,
+    /// Direction probe counts.
     pub direction: Counts,
+    /// Direction probe accuracy.
     pub direction_accuracy: Option<f64>,
 }
 
@@ -107,6 +132,7 @@ fn split(reader: &ClipReader) -> (Vec<usize>, Vec<usize>) {
     (0..recs.len()).partition(|&i| !is_test(i))
 }
 
+/// Evaluates the model's frozen features on the dataset's splits.
 pub fn evaluate(
     cfg: &TrainConfig,
     weights: &Weights,

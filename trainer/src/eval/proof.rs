@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use gdt_formats::params::PackParams;
-use gdt_pipeline::loader::LoadError;
+use gdt_pipeline::load::loader::LoadError;
 use gdt_pipeline::synth::packed::write_packed;
 use gdt_pipeline::synth::{plan, CorpusConfig};
 
@@ -28,26 +28,37 @@ use crate::train::{self, Silent, TrainError};
 /// Everything that defines one run of the protocol.
 #[derive(Clone, Debug)]
 pub struct ProofSettings {
+    /// Records in the synthetic corpus.
     pub records: usize,
     /// Corpus seed: keep it apart from the seeds settings were chosen on.
     pub corpus_seed: u64,
+    /// Object size (see `gdt synth --object-scale`).
     pub object_scale: f32,
     /// Stored short side, pixels.
     pub short_side: u32,
+    /// Crop side, pixels.
     pub crop: u32,
+    /// Frames per clip.
     pub clip: usize,
+    /// Model width multiplier.
     pub width: f64,
+    /// The GDT preset trained.
     pub preset: String,
     /// Time shifts per record; `None`: the preset's.
     pub shifts: Option<usize>,
+    /// Records per step.
     pub batch_size: usize,
+    /// Optimizer steps.
     pub steps: u64,
+    /// Learning rate.
     pub lr: f64,
+    /// NCE temperature.
     pub temperature: f64,
     /// Training seed (loader draws and initialisation).
     pub seed: u64,
     /// `cpu`, `cuda`, `auto`.
     pub device: String,
+    /// Clips per record in evaluation.
     pub eval_clips: usize,
 }
 
@@ -79,8 +90,11 @@ impl Default for ProofSettings {
 /// The two evaluations, side by side.
 #[derive(Clone, Debug)]
 pub struct ProofResult {
+    /// The trained model's evaluation.
     pub trained: EvalReport,
+    /// The same architecture at random initialisation.
     pub random: EvalReport,
+    /// The last training step's loss.
     pub final_loss: f64,
     /// The training run alone.
     pub train_seconds: f64,

@@ -8,7 +8,7 @@ use gdt_formats::field::frames::FrameShape;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::spectrogram::LOG_EPS;
+use crate::source::spectrogram::LOG_EPS;
 
 /// Video augmentation settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,7 +18,9 @@ pub struct VideoAugment {
     /// Scale jitter: the frame's short side is (virtually) resized to U(min, max) before the
     /// random crop. Equal values and `crop` = short side disable it.
     pub scale_min: f32,
+    /// Largest short side drawn before the crop.
     pub scale_max: f32,
+    /// Chance of a horizontal flip.
     pub flip_probability: f32,
     /// Brightness, contrast and saturation jitter strength (0.4 in the reference), or none.
     pub color_jitter: Option<f32>,
@@ -57,12 +59,14 @@ pub struct VideoDraw {
     pub crop_box: [f32; 4],
     /// The short side the frame was (virtually) resized to.
     pub scale: f32,
+    /// Mirrored left to right.
     pub flip: bool,
     /// Brightness, contrast, saturation factors when colour jitter is on.
     pub jitter: Option<[f32; 3]>,
 }
 
 impl VideoAugment {
+    /// One view's draw for a stored frame of `width x height`.
     pub fn draw(&self, rng: &mut ChaCha8Rng, width: u32, height: u32) -> VideoDraw {
         let scale = if self.scale_max > self.scale_min {
             rng.random_range(self.scale_min..=self.scale_max)
@@ -294,12 +298,16 @@ struct Resample<'a> {
 }
 
 impl Resample<'_> {
+    /// # Safety
+    /// The CPU must support SSSE3 (checked at run time by the caller).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "ssse3")]
     unsafe fn run_ssse3(&self, scratch: &mut ResizeScratch, out: &mut [u8]) {
         self.run::<true>(scratch, out)
     }
 
+    /// # Safety
+    /// The CPU must support AVX2 (checked at run time by the caller).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn run_avx2(&self, scratch: &mut ResizeScratch, out: &mut [u8]) {
@@ -361,6 +369,11 @@ fn horizontal_scalar(blended: &[u16], xs: &[Tap], x_lo: usize, row: &mut [u8]) {
 
 /// Eight outputs per step: the left and right values come from two overlapping loads and
 /// one shuffle each, and `pmaddwd` weighs and sums each (left, right) pair.
+///
+/// # Safety
+/// The CPU must support SSSE3, and every `Some` group must have been built by
+/// `ResizeScratch` for this `blended` row: `base + 9 <= blended.len()` (the row carries
+/// padding for that) and a full 8-byte output chunk. Unaligned loads only.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "ssse3")]
 #[inline]
@@ -435,9 +448,11 @@ pub struct AudioAugment {
     /// SpecAugment: one frequency mask of width U[0, freq_mask) rows and one time mask of
     /// width U[0, time_mask) frames, set to 0 after normalisation.
     pub freq_mask: u32,
+    /// Widest time mask, spectrogram frames (SpecAugment).
     pub time_mask: u32,
     /// z-normalisation constants (the reference's, for int16-scale log-mel).
     pub mean: f32,
+    /// z-normalisation: the standard deviation divided by.
     pub std: f32,
 }
 
@@ -468,13 +483,16 @@ impl AudioAugment {
 /// What was drawn for one view's audio.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AudioDraw {
+    /// Volume jitter, as the log-energy offset it adds (2 ln alpha).
     pub gain_log: f32,
     /// (first row, rows) and (first frame, frames) masked.
     pub freq_mask: (u32, u32),
+    /// Masked frames: (first, count).
     pub time_mask: (u32, u32),
 }
 
 impl AudioAugment {
+    /// One view's draw for a `mels x frames` slice.
     pub fn draw(&self, rng: &mut ChaCha8Rng, mels: u32, frames: u32) -> AudioDraw {
         let alpha: f32 = if self.volume > 0.0 {
             rng.random_range(1.0 - self.volume..=1.0 + self.volume)
@@ -537,7 +555,7 @@ impl AudioAugment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sampler::draw_stream;
+    use crate::load::sampler::draw_stream;
 
     fn frames(t: usize, w: u32, h: u32) -> Vec<u8> {
         (0..t * 3 * (w * h) as usize)

@@ -2,7 +2,7 @@
 //! handed out as ready batches, in order, bit-identical for any thread count.
 //!
 //! ```no_run
-//! use gdt_pipeline::loader::LoaderBuilder;
+//! use gdt_pipeline::load::loader::LoaderBuilder;
 //! let mut loader = LoaderBuilder::new("dataset").batch_size(8).threads(2).seed(1).build()?;
 //! for batch in loader.by_ref().take(10) {
 //!     let batch = batch?;
@@ -10,7 +10,7 @@
 //!     let _ = (batch.video().len(), batch.views()[0].reversed);
 //! }
 //! let resume_from = loader.state(); // LoaderBuilder::resume(resume_from) continues exactly
-//! # Ok::<(), gdt_pipeline::loader::LoadError>(())
+//! # Ok::<(), gdt_pipeline::load::loader::LoadError>(())
 //! ```
 //!
 //! Threads: workers claim batch numbers from an atomic counter, but never more than
@@ -28,29 +28,35 @@ use std::time::Duration;
 
 use crossbeam::channel::{bounded, Receiver};
 use gdt_formats::dataset::Dataset;
-use gdt_formats::field::frames::ChunkDecoder;
 use gdt_formats::FormatError;
 
-use crate::augment::{crop_resize, AudioAugment, ResizeScratch, VideoAugment};
-use crate::batch::{Batch, BatchShape, Pool, ViewMeta};
-use crate::sampler::{aligned_audio_start, draw_stream, time_shifts, EpochPlan};
+use super::augment::{AudioAugment, VideoAugment};
+use super::batch::{Batch, BatchShape, Pool, ViewMeta};
+use super::sampler::{shifts_stream, time_shifts, view_stream, EpochPlan, Epochs};
+use super::view::{RecordViews, Render, ViewScratch};
 
-/// The key of the stream a record's time shifts are drawn from (its views use 0, 1, ...).
-const SHIFT_STREAM: u64 = u64::MAX - 1;
-
+/// Why the loader could not give a batch.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The dataset or a shard could not be opened, or a blob failed its checksum.
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// A record cannot give the views asked for.
     #[error("{shard}: record {record} (dataset record {global}): {what}")]
     Record {
+        /// Its shard.
         shard: PathBuf,
+        /// Its number within the shard.
         record: usize,
+        /// Its number in the dataset.
         global: u32,
+        /// Why.
         what: String,
     },
+    /// A worker thread failed (or panicked) outside any one record.
     #[error("loader worker failed: {0}")]
     Worker(String),
+    /// The loader's settings do not fit together or the dataset.
     #[error("invalid loader settings: {0}")]
     Config(String),
 }
@@ -58,7 +64,9 @@ pub enum LoadError {
 /// Where a loader is: the next batch it would yield.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoaderState {
+    /// The epoch.
     pub epoch: u64,
+    /// The batch within it.
     pub batch: usize,
 }
 
@@ -79,20 +87,28 @@ pub struct LoaderStats {
 /// A snapshot of [`LoaderStats`], seconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct StageSeconds {
+    /// Reading and decompressing.
     pub read: f64,
+    /// Video augmentation.
     pub video: f64,
+    /// Audio augmentation.
     pub audio: f64,
+    /// The consumer waiting.
     pub wait: f64,
 }
 
 /// A record left out of a batch because it could not be read (skip mode).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Skipped {
+    /// The epoch of the batch it was left out of.
     pub epoch: u64,
+    /// That batch within its epoch.
     pub batch: usize,
+    /// Why (shard and record named).
     pub error: String,
 }
 
+/// How to load: set what differs from the defaults (the reference setup), then `build`.
 #[derive(Clone, Debug)]
 pub struct LoaderBuilder {
     dataset: PathBuf,
@@ -113,13 +129,14 @@ pub struct LoaderBuilder {
     min_gap: usize,
     strict: bool,
     normalised: bool,
-    floor: bool,
+    render: Render,
     /// A worker panics on this record: how the tests reach the panic path.
     #[cfg(test)]
     panic_at_record: Option<u32>,
 }
 
 impl LoaderBuilder {
+    /// The defaults for a dataset directory: batch 8, 2 shifts x forward/reversed, 30-frame clips, all cores.
     pub fn new(dataset: impl AsRef<Path>) -> LoaderBuilder {
         LoaderBuilder {
             dataset: dataset.as_ref().to_path_buf(),
@@ -140,7 +157,7 @@ impl LoaderBuilder {
             min_gap: 0,
             strict: false,
             normalised: false,
-            floor: false,
+            render: Render::Augment,
             #[cfg(test)]
             panic_at_record: None,
         }
@@ -162,6 +179,7 @@ impl LoaderBuilder {
         self.clip = frames;
         self
     }
+    /// Worker threads (default: all cores).
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = n;
         self
@@ -171,6 +189,7 @@ impl LoaderBuilder {
         self.prefetch = n;
         self
     }
+    /// Seed of every draw: the same seed gives the same batches.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
@@ -190,19 +209,23 @@ impl LoaderBuilder {
         self.epochs = n;
         self
     }
+    /// This process's share: rank `rank` of `world` ranks.
     pub fn rank(mut self, rank: usize, world: usize) -> Self {
         self.rank = rank;
         self.world = world;
         self
     }
+    /// Video augmentation (default: the reference's).
     pub fn video_augment(mut self, a: VideoAugment) -> Self {
         self.video = a;
         self
     }
+    /// Audio augmentation (default: the reference's).
     pub fn audio_augment(mut self, a: AudioAugment) -> Self {
         self.audio = a;
         self
     }
+    /// Leave out each epoch's last, short batch (default: yes).
     pub fn drop_last(mut self, yes: bool) -> Self {
         self.drop_last = yes;
         self
@@ -220,7 +243,7 @@ impl LoaderBuilder {
     /// Benchmark floor: read and decompress the same chunks and fill the same output bytes
     /// by plain copies, with no augmentation logic. Batches are not meaningful data.
     pub fn floor(mut self, yes: bool) -> Self {
-        self.floor = yes;
+        self.render = if yes { Render::Floor } else { Render::Augment };
         self
     }
     /// Also produce normalised f32 video (mean 0.45, std 0.225).
@@ -229,6 +252,11 @@ impl LoaderBuilder {
         self
     }
 
+    /// Opens the dataset and starts the workers.
+    ///
+    /// The dataset's shards are memory-mapped (see `Dataset::open`): they must not be
+    /// rewritten or truncated while the loader runs, or the process may crash with SIGBUS.
+    /// gdt never modifies a finished shard.
     pub fn build(self) -> Result<Loader, LoadError> {
         let bad = |m: &str| Err(LoadError::Config(m.to_string()));
         if self.batch_size == 0
@@ -256,16 +284,15 @@ impl LoaderBuilder {
                 labels.push(s.record(r)?.meta().ok().and_then(|m| m.label_index));
             }
         }
-        let plan = EpochPlan::new(
-            ds.len(),
-            self.seed,
-            self.start.epoch,
-            self.rank,
-            self.world,
-            self.batch_size,
-            self.drop_last,
-        );
-        let per_epoch = plan.batches as u64;
+        let epochs = Epochs {
+            records: ds.len(),
+            seed: self.seed,
+            rank: self.rank,
+            world: self.world,
+            batch_size: self.batch_size,
+            drop_last: self.drop_last,
+        };
+        let per_epoch = epochs.plan(self.start.epoch).batches as u64;
         if per_epoch == 0 {
             return bad("the dataset has fewer records per rank than one batch");
         }
@@ -278,6 +305,7 @@ impl LoaderBuilder {
             ds,
             labels,
             cfg: self,
+            epochs,
             shape,
             per_epoch,
             total,
@@ -313,6 +341,7 @@ struct Shared {
     ds: Dataset,
     labels: Vec<Option<u32>>,
     cfg: LoaderBuilder,
+    epochs: Epochs,
     shape: BatchShape,
     per_epoch: u64,
     total: u64,
@@ -338,6 +367,7 @@ impl Shared {
 
 type Item = (u64, Result<Batch, LoadError>);
 
+/// A running loader: an iterator of batches, in order.
 pub struct Loader {
     shared: Arc<Shared>,
     rx: Option<Receiver<Item>>,
@@ -353,6 +383,7 @@ impl Loader {
         self.shared.position(self.next)
     }
 
+    /// The geometry of its batches.
     pub fn shape(&self) -> BatchShape {
         self.shared.shape
     }
@@ -367,6 +398,7 @@ impl Loader {
         self.shared.skipped.lock().expect("skip list").clone()
     }
 
+    /// The dataset it reads.
     pub fn dataset(&self) -> &Dataset {
         &self.shared.ds
     }
@@ -426,28 +458,22 @@ impl Drop for Loader {
     }
 }
 
-/// Per-worker buffers, reused for every record.
+/// Per-worker state, reused for every record.
 struct Scratch {
-    decoder: ChunkDecoder,
-    frames: Vec<u8>,
-    spec: Vec<f32>,
-    resize: ResizeScratch,
+    views: ViewScratch,
     starts: Vec<usize>,
     plan: Option<(u64, EpochPlan)>,
 }
 
 fn worker(shared: &Shared, tx: crossbeam::channel::Sender<Item>) {
-    let mut scratch = match ChunkDecoder::new() {
-        Ok(decoder) => Scratch {
-            decoder,
-            frames: Vec::new(),
-            spec: Vec::new(),
-            resize: ResizeScratch::default(),
+    let mut scratch = match ViewScratch::new(shared.cfg.render) {
+        Ok(views) => Scratch {
+            views,
             starts: vec![0; shared.cfg.shifts],
             plan: None,
         },
         Err(e) => {
-            let _ = tx.send((0, Err(LoadError::Worker(format!("zstd context: {e}")))));
+            let _ = tx.send((0, Err(e)));
             return;
         }
     };
@@ -489,19 +515,7 @@ fn build_batch(shared: &Shared, seq: u64, s: &mut Scratch) -> Result<Batch, Load
     let cfg = &shared.cfg;
     let LoaderState { epoch, batch: index } = shared.position(seq);
     if s.plan.as_ref().is_none_or(|(e, _)| *e != epoch) {
-        let n = shared.ds.len();
-        s.plan = Some((
-            epoch,
-            EpochPlan::new(
-                n,
-                cfg.seed,
-                epoch,
-                cfg.rank,
-                cfg.world,
-                cfg.batch_size,
-                cfg.drop_last,
-            ),
-        ));
+        s.plan = Some((epoch, shared.epochs.plan(epoch)));
     }
     let mut batch = Batch::take(&shared.pool, epoch, index, shared.shape, cfg.normalised);
     let plan = &s.plan.as_ref().expect("set above").1;
@@ -550,39 +564,28 @@ fn add_record(
 ) -> Result<(), LoadError> {
     let cfg = &shared.cfg;
     let shape = shared.shape;
-    let (si, ri) = shared
-        .ds
-        .locate(record as usize)
-        .expect("plans hold valid record numbers");
-    let shard = &shared.ds.shards[si];
-    let err = |what: String| LoadError::Record {
-        shard: shard.path().to_path_buf(),
-        record: ri,
-        global: record,
-        what,
-    };
-    let view = shard.record(ri)?;
+    let rv = RecordViews::open(&shared.ds, record as usize)?;
     #[cfg(test)]
     if cfg.panic_at_record == Some(record) {
         panic!("injected for record {record}");
     }
-    let e = *view.entry();
+    let e = *rv.entry();
     if (e.frames as usize) < cfg.clip {
-        return Err(err(format!(
+        return Err(rv.error(format!(
             "{} frames cannot hold a {}-frame clip",
             e.frames, cfg.clip
         )));
     }
     let stats = &shared.stats;
+    let lap = |counter: &AtomicU64, since: std::time::Instant| {
+        counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        std::time::Instant::now()
+    };
     let clock = std::time::Instant::now();
-    view.spectrogram_into(&mut s.decoder, &mut s.spec)?;
-    stats
-        .read_ns
-        .fetch_add(clock.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    let params = shard.params();
-    let spec_per_frame = params.spectrogram_rate() / params.fps as f64;
+    rv.read_spectrogram(&mut s.views)?;
+    lap(&stats.read_ns, clock);
     time_shifts(
-        &mut draw_stream(cfg.seed, epoch, record as u64, SHIFT_STREAM),
+        &mut shifts_stream(cfg.seed, epoch, record as u64),
         e.frames as usize,
         cfg.clip,
         cfg.shifts,
@@ -590,70 +593,27 @@ fn add_record(
         &mut s.starts,
     );
     let (vpv, apv) = (shape.video_per_view(), shape.audio_per_view());
+    let directions = if cfg.reversal { 2 } else { 1 };
     for k in 0..cfg.shifts {
         let start = s.starts[k];
         let clock = std::time::Instant::now();
-        view.read_frames(&mut s.decoder, start, cfg.clip, &mut s.frames)?;
-        stats
-            .read_ns
-            .fetch_add(clock.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        let audio_start =
-            aligned_audio_start(start, spec_per_frame, e.spec_frames as usize, shape.audio_frames)
-                .ok_or_else(|| {
-                    err(format!(
-                        "spectrogram has {} frames, too few for the clip at frame {start}",
-                        e.spec_frames
-                    ))
-                })?;
-        for reversed in [false, true].into_iter().take(if cfg.reversal { 2 } else { 1 }) {
-            let v = (k * if cfg.reversal { 2 } else { 1 } + reversed as usize) as u64;
-            let mut rng = draw_stream(cfg.seed, epoch, record as u64, v);
+        rv.read_clip(&mut s.views, start, cfg.clip)?;
+        lap(&stats.read_ns, clock);
+        let audio_start = rv.audio_start(start, shape.audio_frames)?;
+        for reversed in [false, true].into_iter().take(directions) {
+            let v = (k * directions + reversed as usize) as u64;
+            let mut rng = view_stream(cfg.seed, epoch, record as u64, v);
             let vd = cfg.video.draw(&mut rng, e.width, e.height);
             let ad = cfg.audio.draw(&mut rng, e.mels, shape.audio_frames as u32);
-            let clock = std::time::Instant::now();
             // This view's slots (see `build_batch`: the buffers already have full length).
             let slot = batch.views.len();
-            let at = slot * vpv;
-            if cfg.floor {
-                // The same bytes out, copied from the decoded clip, nothing computed.
-                let n = vpv.min(s.frames.len());
-                batch.video[at..at + n].copy_from_slice(&s.frames[..n]);
-            } else {
-                crop_resize(
-                    &s.frames,
-                    view.shape(),
-                    cfg.video.crop,
-                    &vd,
-                    reversed,
-                    &mut s.resize,
-                    &mut batch.video[at..at + vpv],
-                );
-            }
-            let clock = {
-                stats
-                    .video_ns
-                    .fetch_add(clock.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                std::time::Instant::now()
-            };
-            let at = slot * apv;
-            if cfg.floor {
-                let from = audio_start * e.mels as usize;
-                batch.audio[at..at + apv].copy_from_slice(&s.spec[from..from + apv]);
-            } else {
-                cfg.audio.apply(
-                    &s.spec,
-                    e.spec_frames as usize,
-                    e.mels as usize,
-                    audio_start,
-                    shape.audio_frames,
-                    reversed,
-                    &ad,
-                    &mut batch.audio[at..at + apv],
-                );
-            }
-            stats
-                .audio_ns
-                .fetch_add(clock.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            let clock = std::time::Instant::now();
+            let video = &mut batch.video[slot * vpv..(slot + 1) * vpv];
+            rv.video(&mut s.views, &cfg.video, &vd, reversed, video);
+            let clock = lap(&stats.video_ns, clock);
+            let audio = &mut batch.audio[slot * apv..(slot + 1) * apv];
+            rv.audio(&s.views, &cfg.audio, &ad, audio_start, reversed, audio);
+            lap(&stats.audio_ns, clock);
             batch.views.push(ViewMeta {
                 record,
                 label: shared.labels[record as usize],
@@ -672,26 +632,18 @@ fn add_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synth::packed::write_packed;
-    use crate::synth::{plan, CorpusConfig};
-    use gdt_formats::params::PackParams;
+    use crate::synth::packed::SmallDataset;
 
     #[test]
     fn a_worker_panic_fails_its_batch_only_and_names_the_cause() {
         let dir = tempfile::tempdir().unwrap();
-        let videos = plan(&CorpusConfig {
+        SmallDataset {
             count: 6,
             seed: 3,
-            min_duration_s: 2.0,
-            max_duration_s: 3.0,
-            ..CorpusConfig::default()
-        });
-        let params = PackParams {
-            mels: 40,
-            max_seconds: 3.0,
-            ..PackParams::default()
-        };
-        write_packed(dir.path(), &videos, &params, 1 << 30).unwrap();
+            ..SmallDataset::default()
+        }
+        .write(dir.path())
+        .unwrap();
         let builder = || LoaderBuilder::new(dir.path()).batch_size(2).threads(2).epochs(2);
         let order: Vec<Vec<u32>> = builder()
             .build()

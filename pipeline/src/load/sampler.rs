@@ -9,8 +9,28 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use xxhash_rust::xxh3::xxh3_64;
 
-/// Marks the stream that shuffles an epoch, as opposed to a record's own draws.
-const EPOCH_STREAM: u64 = u64::MAX;
+/// Every stream key the loader draws from, in one place. A record's views use their view
+/// number (0, 1, ...) in the last slot; the keys below sit far above any view number.
+///
+/// The stream that shuffles an epoch (in the record slot: no record has this number).
+const ORDER_KEY: u64 = u64::MAX;
+/// The stream a record's time shifts are drawn from (in the view slot).
+const SHIFTS_KEY: u64 = u64::MAX - 1;
+
+/// The stream that orders epoch `epoch`.
+pub fn order_stream(seed: u64, epoch: u64) -> ChaCha8Rng {
+    draw_stream(seed, epoch, ORDER_KEY, 0)
+}
+
+/// The stream a record's time shifts in `epoch` are drawn from.
+pub fn shifts_stream(seed: u64, epoch: u64, record: u64) -> ChaCha8Rng {
+    draw_stream(seed, epoch, record, SHIFTS_KEY)
+}
+
+/// The stream view `view` of a record in `epoch` draws its augmentation from.
+pub fn view_stream(seed: u64, epoch: u64, record: u64, view: u64) -> ChaCha8Rng {
+    draw_stream(seed, epoch, record, view)
+}
 
 /// The random stream for one key. Counter-based in effect: the key is hashed into the seed
 /// of an independent ChaCha8 stream, so any draw can be reproduced from its key alone.
@@ -22,31 +42,39 @@ pub fn draw_stream(seed: u64, epoch: u64, record: u64, view: u64) -> ChaCha8Rng 
     ChaCha8Rng::seed_from_u64(xxh3_64(&key))
 }
 
-/// One epoch as one rank sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EpochPlan {
-    /// This rank's records, in the order they are batched.
-    pub records: Vec<u32>,
+/// How every epoch is cut into batches for one rank: the loader's plan, given the epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Epochs {
+    /// Records in the dataset.
+    pub records: usize,
+    /// The loader's seed.
+    pub seed: u64,
+    /// This process's rank.
+    pub rank: usize,
+    /// Ranks in all.
+    pub world: usize,
+    /// Records per batch.
     pub batch_size: usize,
-    pub batches: usize,
+    /// Leave out a last, short batch.
+    pub drop_last: bool,
 }
 
-impl EpochPlan {
-    /// Shuffles `n` records for `epoch` and gives `rank` its slice. Every rank gets the same
-    /// number of records (`n / world`, the remainder is left out for this epoch) and so the
-    /// same number of batches: no rank waits for another at the end of an epoch.
-    pub fn new(
-        n: usize,
-        seed: u64,
-        epoch: u64,
-        rank: usize,
-        world: usize,
-        batch_size: usize,
-        drop_last: bool,
-    ) -> EpochPlan {
+impl Epochs {
+    /// Shuffles the records for `epoch` and gives this rank its slice. Every rank gets the
+    /// same number of records (`records / world`, the remainder is left out for this epoch)
+    /// and so the same number of batches: no rank waits for another at the end of an epoch.
+    pub fn plan(&self, epoch: u64) -> EpochPlan {
+        let Epochs {
+            records: n,
+            seed,
+            rank,
+            world,
+            batch_size,
+            drop_last,
+        } = *self;
         assert!(world >= 1 && rank < world && batch_size >= 1);
         let mut order: Vec<u32> = (0..n as u32).collect();
-        order.shuffle(&mut draw_stream(seed, epoch, EPOCH_STREAM, 0));
+        order.shuffle(&mut order_stream(seed, epoch));
         let per_rank = n / world;
         let records = order[rank * per_rank..(rank + 1) * per_rank].to_vec();
         let batches = if drop_last {
@@ -60,7 +88,20 @@ impl EpochPlan {
             batches,
         }
     }
+}
 
+/// One epoch as one rank sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EpochPlan {
+    /// This rank's records, in the order they are batched.
+    pub records: Vec<u32>,
+    /// Records per batch.
+    pub batch_size: usize,
+    /// Batches in the epoch.
+    pub batches: usize,
+}
+
+impl EpochPlan {
     /// The records of batch `b` (the last may be short unless `drop_last`).
     pub fn batch(&self, b: usize) -> &[u32] {
         let start = b * self.batch_size;
@@ -100,12 +141,23 @@ pub fn time_shifts(
 mod tests {
     use super::*;
 
+    fn epochs(records: usize, rank: usize, world: usize, drop_last: bool) -> Epochs {
+        Epochs {
+            records,
+            seed: 7,
+            rank,
+            world,
+            batch_size: 8,
+            drop_last,
+        }
+    }
+
     #[test]
     fn ranks_get_disjoint_equal_slices_that_cover_the_epoch() {
         let n = 103;
         for world in [1usize, 2, 3, 4] {
             let plans: Vec<EpochPlan> = (0..world)
-                .map(|r| EpochPlan::new(n, 7, 3, r, world, 8, false))
+                .map(|rank| epochs(n, rank, world, false).plan(3))
                 .collect();
             let mut all: Vec<u32> = plans.iter().flat_map(|p| p.records.clone()).collect();
             let before = all.len();
@@ -117,14 +169,14 @@ mod tests {
                 .iter()
                 .all(|p| p.batches == plans[0].batches && p.records.len() == n / world));
         }
-        let a = EpochPlan::new(n, 7, 3, 0, 1, 8, true);
+        let a = epochs(n, 0, 1, true).plan(3);
         assert_eq!(a.batches, 12);
         assert_ne!(
             a.records,
-            EpochPlan::new(n, 7, 4, 0, 1, 8, true).records,
+            epochs(n, 0, 1, true).plan(4).records,
             "epochs reshuffle"
         );
-        assert_eq!(a, EpochPlan::new(n, 7, 3, 0, 1, 8, true), "same key, same order");
+        assert_eq!(a, epochs(n, 0, 1, true).plan(3), "same key, same order");
     }
 
     #[test]

@@ -9,35 +9,32 @@
 use std::path::Path;
 
 use gdt_formats::dataset::Dataset;
-use gdt_formats::field::frames::ChunkDecoder;
 
-use crate::augment::{crop_resize, AudioAugment, ResizeScratch, VideoAugment};
-use crate::batch::BatchShape;
-use crate::loader::LoadError;
-use crate::sampler::aligned_audio_start;
+use super::augment::{AudioAugment, VideoAugment};
+use super::batch::BatchShape;
+use super::loader::LoadError;
+use super::sampler::view_stream;
+use super::view::{RecordViews, Render, ViewScratch};
 
 /// What evaluation needs to know about a record up front.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecordInfo {
     /// Stored frames (at the dataset's fps).
     pub frames: usize,
+    /// Its label's index, if it has one.
     pub label: Option<u32>,
+    /// Its split (`train`, `test`, ...), if the dataset has splits.
     pub split: Option<String>,
 }
 
+/// Reads clips of a dataset's records at chosen frames, centre-cropped, without randomness.
 pub struct ClipReader {
     ds: Dataset,
     shape: BatchShape,
     video: VideoAugment,
     audio: AudioAugment,
     records: Vec<RecordInfo>,
-    decoder: ChunkDecoder,
-    frames: Vec<u8>,
-    spec: Vec<f32>,
-    /// The record whose spectrogram `spec` holds: every clip of a record slices the same
-    /// decoded spectrogram, as the loader's workers do, instead of decompressing it per clip.
-    spec_record: Option<usize>,
-    resize: ResizeScratch,
+    scratch: ViewScratch,
 }
 
 impl ClipReader {
@@ -66,7 +63,6 @@ impl ClipReader {
             }
         }
         let scale = (crop as f32 * 128.0 / 112.0).min(p.short_side as f32);
-        let decoder = ChunkDecoder::new().map_err(|e| LoadError::Worker(format!("zstd context: {e}")))?;
         Ok(ClipReader {
             ds,
             shape,
@@ -79,18 +75,16 @@ impl ClipReader {
             },
             audio: AudioAugment::off(),
             records,
-            decoder,
-            frames: Vec::new(),
-            spec: Vec::new(),
-            spec_record: None,
-            resize: ResizeScratch::default(),
+            scratch: ViewScratch::new(Render::Augment)?,
         })
     }
 
+    /// What each record holds, by global record number.
     pub fn records(&self) -> &[RecordInfo] {
         &self.records
     }
 
+    /// The dataset read from.
     pub fn dataset(&self) -> &Dataset {
         &self.ds
     }
@@ -124,66 +118,26 @@ impl ClipReader {
         video: &mut [u8],
         audio: &mut [f32],
     ) -> Result<(), LoadError> {
-        let (si, ri) = self
-            .ds
-            .locate(record)
-            .ok_or_else(|| LoadError::Config(format!("no record {record} in the dataset")))?;
-        let shard = &self.ds.shards[si];
-        let err = |what: String| LoadError::Record {
-            shard: shard.path().to_path_buf(),
-            record: ri,
-            global: record as u32,
-            what,
-        };
-        let view = shard.record(ri)?;
-        let e = *view.entry();
+        let rv = RecordViews::open(&self.ds, record)?;
+        let e = *rv.entry();
         let clip = self.shape.clip;
         for start in [video_start, audio_start] {
             if start + clip > e.frames as usize {
-                return Err(err(format!(
+                return Err(rv.error(format!(
                     "a {clip}-frame clip at frame {start} does not fit in {} frames",
                     e.frames
                 )));
             }
         }
-        view.read_frames(&mut self.decoder, video_start, clip, &mut self.frames)?;
-        let mut rng = crate::sampler::draw_stream(0, 0, record as u64, 0);
+        let s = &mut self.scratch;
+        rv.read_clip(s, video_start, clip)?;
+        let mut rng = view_stream(0, 0, record as u64, 0);
         let draw = self.video.draw(&mut rng, e.width, e.height);
-        crop_resize(
-            &self.frames,
-            view.shape(),
-            self.video.crop,
-            &draw,
-            reversed,
-            &mut self.resize,
-            video,
-        );
-        if self.spec_record != Some(record) {
-            self.spec_record = None; // a failed decode must not leave a half-valid cache
-            view.spectrogram_into(&mut self.decoder, &mut self.spec)?;
-            self.spec_record = Some(record);
-        }
-        let p = shard.params();
-        let per_frame = p.spectrogram_rate() / p.fps as f64;
-        let af = self.shape.audio_frames;
-        let at =
-            aligned_audio_start(audio_start, per_frame, e.spec_frames as usize, af).ok_or_else(|| {
-                err(format!(
-                    "spectrogram has {} frames, too few for the clip at frame {audio_start}",
-                    e.spec_frames
-                ))
-            })?;
-        let none = self.audio.draw(&mut rng, e.mels, af as u32);
-        self.audio.apply(
-            &self.spec,
-            e.spec_frames as usize,
-            e.mels as usize,
-            at,
-            af,
-            reversed,
-            &none,
-            audio,
-        );
+        rv.video(s, &self.video, &draw, reversed, video);
+        rv.read_spectrogram(s)?;
+        let at = rv.audio_start(audio_start, self.shape.audio_frames)?;
+        let none = self.audio.draw(&mut rng, e.mels, self.shape.audio_frames as u32);
+        rv.audio(s, &self.audio, &none, at, reversed, audio);
         Ok(())
     }
 }

@@ -16,9 +16,9 @@ use ff::{format, frame, software};
 use ffmpeg_next as ff;
 use gdt_formats::params::PackParams;
 
-use crate::decode::{best_audio, best_video, downmix_into, BestStream, DecodeError};
 use crate::ffmpeg_init;
-use crate::resample::resample_mono;
+use crate::source::decode::{best_audio, best_video, downmix_into, BestStream, DecodeError};
+use crate::source::resample::resample_mono;
 
 /// How much of a source to decode, and how long to try.
 #[derive(Clone, Debug)]
@@ -41,13 +41,21 @@ impl Default for WindowOptions {
 /// What the source is, as recorded with each record.
 #[derive(Clone, Debug, Default)]
 pub struct SourceInfo {
+    /// Duration, seconds, when the container says.
     pub duration_s: Option<f64>,
+    /// Average frame rate, when known.
     pub fps: Option<f64>,
+    /// Frame width.
     pub width: u32,
+    /// Frame height.
     pub height: u32,
+    /// Video codec.
     pub video_codec: String,
+    /// Audio codec, if it has audio.
     pub audio_codec: Option<String>,
+    /// Audio rate, Hz.
     pub sample_rate: Option<u32>,
+    /// Audio channels.
     pub channels: Option<u16>,
 }
 
@@ -55,19 +63,28 @@ pub struct SourceInfo {
 /// audio, `frame_count / fps` seconds of mono audio at the target rate.
 #[derive(Clone, Debug)]
 pub struct DecodedWindow {
+    /// Its number within the source, from 0.
     pub index: u32,
     /// Start in the source, seconds after its first frame.
     pub start_s: f64,
+    /// Stored frame width.
     pub width: u32,
+    /// Stored frame height.
     pub height: u32,
+    /// Frames at the target rate.
     pub frame_count: usize,
+    /// The frames, planar RGB, one after another.
     pub frames: Vec<u8>,
+    /// Its audio, mono at the target rate, when the source has audio.
     pub audio: Option<Vec<f32>>,
 }
 
+/// A source decoded: what it is and its windows.
 #[derive(Clone, Debug)]
 pub struct DecodedSource {
+    /// What it is.
     pub info: SourceInfo,
+    /// Its windows, in time order.
     pub windows: Vec<DecodedWindow>,
 }
 
@@ -78,31 +95,8 @@ pub fn decode_windows(
     opts: &WindowOptions,
 ) -> Result<DecodedSource, DecodeError> {
     ffmpeg_init();
-    let ff_err = |what: &'static str| {
-        move |source: ff::Error| DecodeError::Ffmpeg {
-            path: path.to_path_buf(),
-            what,
-            source,
-        }
-    };
-    let deadline = opts.time_limit.map(|d| Instant::now() + d);
-    let timed_out = || DecodeError::TimedOut {
-        path: path.to_path_buf(),
-        limit_s: opts.time_limit.unwrap_or_default().as_secs_f64(),
-    };
-    let past_deadline = || deadline.is_some_and(|dl| Instant::now() > dl);
-    let mut ictx = match deadline {
-        Some(dl) => format::input_with_interrupt(&path, move || Instant::now() > dl),
-        None => format::input(&path),
-    }
-    .map_err(|e| {
-        if past_deadline() {
-            timed_out()
-        } else {
-            ff_err("opening the file")(e)
-        }
-    })?;
-
+    let clock = Deadline::new(path, opts.time_limit);
+    let mut ictx = clock.open()?;
     let BestStream {
         index: vidx,
         time_base: vtb,
@@ -141,12 +135,13 @@ pub fn decode_windows(
     let mut picker = FramePicker::new(fps, total, sw, sh, cw, ch);
     let mut audio = AudioTrack::default();
 
+    // Demux until the picker has every frame and the audio covers them, or the file ends.
+    let ff_err = |what: &'static str| ff_error(path, what);
     let mut decoded = frame::Video::empty();
     let mut decoded_audio = frame::Audio::empty();
-    let check_deadline = || if past_deadline() { Err(timed_out()) } else { Ok(()) };
     let mut video_done = false;
     for (stream, packet) in ictx.packets() {
-        check_deadline()?;
+        clock.check()?;
         let idx = stream.index();
         if idx == vidx && !video_done {
             if vdec.send_packet(&packet).is_ok() {
@@ -170,6 +165,7 @@ pub fn decode_windows(
             break;
         }
     }
+    // Drain what the decoders still hold.
     if !video_done {
         let _ = vdec.send_eof();
         while vdec.receive_frame(&mut decoded).is_ok() {
@@ -185,57 +181,110 @@ pub fn decode_windows(
             }
         }
     }
-    check_deadline()?;
+    clock.check()?;
     if info.fps.is_none() {
         info.fps = picker.source_fps();
     }
+    let audio = audio_stream.is_some().then_some(&audio);
+    let windows = cut_windows(picker, audio, per_window, opts.max_windows, params, path)?;
+    Ok(DecodedSource { info, windows })
+}
 
+/// An FFmpeg error while doing `what` to `path`.
+fn ff_error<'a>(path: &'a Path, what: &'static str) -> impl Fn(ff::Error) -> DecodeError + 'a {
+    move |source| DecodeError::Ffmpeg {
+        path: path.to_path_buf(),
+        what,
+        source,
+    }
+}
+
+/// The per-file time limit: FFmpeg's blocking calls are interrupted past it, and the
+/// demuxing loop checks it between packets.
+struct Deadline<'a> {
+    path: &'a Path,
+    limit: Option<Duration>,
+    at: Option<Instant>,
+}
+
+impl Deadline<'_> {
+    fn new(path: &Path, limit: Option<Duration>) -> Deadline<'_> {
+        Deadline {
+            path,
+            limit,
+            at: limit.map(|d| Instant::now() + d),
+        }
+    }
+
+    fn passed(&self) -> bool {
+        self.at.is_some_and(|at| Instant::now() > at)
+    }
+
+    fn timed_out(&self) -> DecodeError {
+        DecodeError::TimedOut {
+            path: self.path.to_path_buf(),
+            limit_s: self.limit.unwrap_or_default().as_secs_f64(),
+        }
+    }
+
+    fn check(&self) -> Result<(), DecodeError> {
+        if self.passed() {
+            Err(self.timed_out())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Opens the file, interruptibly when there is a limit.
+    fn open(&self) -> Result<format::context::Input, DecodeError> {
+        let opened = match self.at {
+            Some(at) => format::input_with_interrupt(&self.path, move || Instant::now() > at),
+            None => format::input(&self.path),
+        };
+        opened.map_err(|e| {
+            if self.passed() {
+                self.timed_out()
+            } else {
+                ff_error(self.path, "opening the file")(e)
+            }
+        })
+    }
+}
+
+/// Cuts the picked frames into windows of `per_window` frames, each with its span of
+/// `audio` resampled to the dataset's rate. Audio that ends early ends the window.
+fn cut_windows(
+    mut picker: FramePicker,
+    audio: Option<&AudioTrack>,
+    per_window: usize,
+    max_windows: u32,
+    params: &PackParams,
+    path: &Path,
+) -> Result<Vec<DecodedWindow>, DecodeError> {
+    let fps = params.fps as f64;
     let emitted = picker.emitted;
+    let (cw, ch) = picker.stored;
     let fb = 3 * cw as usize * ch as usize;
     let t0 = picker.t0.unwrap_or(0.0);
-    let has_audio = audio_stream.is_some();
     // (index, first frame, frame count, audio) per window, then the frames are handed over
     // without copying: windows are cut from the back of the decoded buffer.
     let mut cuts = Vec::new();
-    for wi in 0..opts.max_windows.max(1) as usize {
+    for wi in 0..max_windows.max(1) as usize {
         let g0 = wi * per_window;
         if g0 >= emitted {
             break;
         }
         let mut n = per_window.min(emitted - g0);
-        let start = g0 as f64 / fps;
-        let audio_window = if has_audio {
-            let sr = audio.rate.max(1) as f64;
-            let a0 = audio.start.unwrap_or(t0);
-            let i0 = ((t0 + start - a0) * sr).round() as i64;
-            // Audio that ends early ends the window (tolerating up to one frame's worth).
-            let available_s = (audio.samples.len() as i64 - i0) as f64 / sr;
-            if available_s + 1.0 / fps < n as f64 / fps {
-                n = n.min((available_s.max(0.0) * fps).floor() as usize);
+        let audio_window = match audio {
+            Some(audio) => {
+                let Some((samples, frames)) = window_audio(audio, t0, g0 as f64 / fps, n, params, path)?
+                else {
+                    break;
+                };
+                n = frames;
+                Some(samples)
             }
-            if n == 0 {
-                break;
-            }
-            let need = (n as f64 / fps * sr).round() as usize;
-            let slice: Vec<f32> = (0..need as i64)
-                .map(|k| {
-                    let i = i0 + k;
-                    if i >= 0 && (i as usize) < audio.samples.len() {
-                        audio.samples[i as usize]
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
-            let mut resampled =
-                resample_mono(&slice, audio.rate, params.sample_rate).map_err(|e| DecodeError::Invalid {
-                    path: path.to_path_buf(),
-                    what: e,
-                })?;
-            resampled.resize((n as f64 / fps * params.sample_rate as f64).round() as usize, 0.0);
-            Some(resampled)
-        } else {
-            None
+            None => None,
         };
         cuts.push((wi, g0, n, audio_window));
     }
@@ -254,7 +303,51 @@ pub fn decode_windows(
         });
     }
     windows.reverse();
-    Ok(DecodedSource { info, windows })
+    Ok(windows)
+}
+
+/// The audio of the window of `n` frames starting `start` seconds after the first video
+/// frame (at `t0` on the stream clock), resampled to the dataset's rate, and the frames it
+/// covers: `n`, or fewer when the audio ends early (up to one frame's worth is tolerated and
+/// padded). `None` when no frame is left.
+fn window_audio(
+    audio: &AudioTrack,
+    t0: f64,
+    start: f64,
+    n: usize,
+    params: &PackParams,
+    path: &Path,
+) -> Result<Option<(Vec<f32>, usize)>, DecodeError> {
+    let fps = params.fps as f64;
+    let sr = audio.rate.max(1) as f64;
+    let a0 = audio.start.unwrap_or(t0);
+    let i0 = ((t0 + start - a0) * sr).round() as i64;
+    let mut n = n;
+    let available_s = (audio.samples.len() as i64 - i0) as f64 / sr;
+    if available_s + 1.0 / fps < n as f64 / fps {
+        n = n.min((available_s.max(0.0) * fps).floor() as usize);
+    }
+    if n == 0 {
+        return Ok(None);
+    }
+    let need = (n as f64 / fps * sr).round() as usize;
+    let slice: Vec<f32> = (0..need as i64)
+        .map(|k| {
+            let i = i0 + k;
+            if i >= 0 && (i as usize) < audio.samples.len() {
+                audio.samples[i as usize]
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut resampled =
+        resample_mono(&slice, audio.rate, params.sample_rate).map_err(|e| DecodeError::Invalid {
+            path: path.to_path_buf(),
+            what: e,
+        })?;
+    resampled.resize((n as f64 / fps * params.sample_rate as f64).round() as usize, 0.0);
+    Ok(Some((resampled, n)))
 }
 
 /// Chooses, for every output time, the latest source frame not after it, and stores it

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crossbeam::queue::ArrayQueue;
 
-use crate::augment::{AudioDraw, VideoDraw};
+use crate::load::augment::{AudioDraw, VideoDraw};
 
 /// What one view is: which record, which time shift, which direction, which augmentation.
 /// Every field is a GDT factor the trainer may declare invariant or distinct.
@@ -20,6 +20,7 @@ use crate::augment::{AudioDraw, VideoDraw};
 pub struct ViewMeta {
     /// Global record number in the dataset.
     pub record: u32,
+    /// The record's label index, if it has one.
     pub label: Option<u32>,
     /// Which of the record's time shifts (0..K_tau).
     pub shift: u8,
@@ -27,8 +28,11 @@ pub struct ViewMeta {
     pub start_frame: u32,
     /// First spectrogram frame of the audio slice.
     pub audio_start: u32,
+    /// Time-reversed (video frames and spectrogram frames).
     pub reversed: bool,
+    /// The video augmentation drawn.
     pub video: VideoDraw,
+    /// The audio augmentation drawn.
     pub audio: AudioDraw,
 }
 
@@ -54,10 +58,15 @@ impl Pool {
 /// skipped records, may hold fewer records).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchShape {
+    /// Views per record.
     pub views: usize,
+    /// Frames per clip.
     pub clip: usize,
+    /// Side of the square crop, pixels.
     pub crop: usize,
+    /// Spectrogram rows.
     pub mels: usize,
+    /// Spectrogram frames per view.
     pub audio_frames: usize,
 }
 
@@ -85,21 +94,26 @@ impl BatchShape {
         }
     }
 
+    /// Bytes of one view's video.
     pub fn video_per_view(&self) -> usize {
         3 * self.clip * self.crop * self.crop
     }
 
+    /// Values of one view's spectrogram.
     pub fn audio_per_view(&self) -> usize {
         self.mels * self.audio_frames
     }
 }
 
+/// A ready batch; its buffers go back to the pool when it is dropped.
 pub struct Batch {
+    /// The epoch it belongs to.
     pub epoch: u64,
     /// Batch number within the epoch (for this rank).
     pub index: usize,
     /// Records in this batch.
     pub records: usize,
+    /// Its geometry.
     pub shape: BatchShape,
     pub(crate) video: Vec<u8>,
     pub(crate) video_f32: Option<Vec<f32>>,

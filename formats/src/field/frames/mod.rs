@@ -9,14 +9,18 @@
 //! (byte-wise, wrapping). Consecutive video frames are similar, so the differences are mostly
 //! near zero and zstd compresses them much better; undoing it is one add per byte.
 //!
-//! With the JPEG codec (`field::jpeg`) a chunk holds one JPEG per frame instead.
+//! With the JPEG codec ([`jpeg`]) a chunk holds one JPEG per frame instead.
+
+pub mod jpeg;
 
 use crate::params::FrameCodec;
 
 /// The size of one stored frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameShape {
+    /// Pixels per row.
     pub width: u32,
+    /// Rows.
     pub height: u32,
 }
 
@@ -48,7 +52,7 @@ pub fn encode_chunk(frames: &[u8], shape: FrameShape, codec: &FrameCodec) -> std
     );
     let (level, delta) = match *codec {
         FrameCodec::RawZstd { level, delta } => (level, delta),
-        FrameCodec::Jpeg { quality } => return super::jpeg::encode(frames, shape, quality),
+        FrameCodec::Jpeg { quality } => return jpeg::encode(frames, shape, quality),
     };
     ENCODER.with(|cell| {
         let Encoder {
@@ -86,6 +90,7 @@ pub struct ChunkDecoder {
 }
 
 impl ChunkDecoder {
+    /// A decoder with its own zstd context.
     pub fn new() -> std::io::Result<ChunkDecoder> {
         Ok(ChunkDecoder {
             zstd: zstd::bulk::Decompressor::new()?,
@@ -106,7 +111,7 @@ impl ChunkDecoder {
         let frame_bytes = shape.bytes();
         let delta = match *codec {
             FrameCodec::RawZstd { delta, .. } => delta,
-            FrameCodec::Jpeg { .. } => return super::jpeg::decode(src, shape, out),
+            FrameCodec::Jpeg { .. } => return jpeg::decode(src, shape, out),
         };
         let n = self
             .zstd

@@ -47,6 +47,7 @@ fn mel_to_hz(mel: f64) -> f64 {
 }
 
 impl MelSpectrogram {
+    /// The filterbank for these parameters.
     pub fn new(params: &PackParams) -> MelSpectrogram {
         let nfft = params.nfft as usize;
         let mels = params.mels as usize;
@@ -102,6 +103,7 @@ impl MelSpectrogram {
             .count()
     }
 
+    /// Rows of its output.
     pub fn mels(&self) -> usize {
         self.filters.len()
     }

@@ -10,7 +10,7 @@ use std::io::Cursor;
 use image::codecs::jpeg::{JpegDecoder, JpegEncoder};
 use image::{ColorType, ExtendedColorType, ImageDecoder};
 
-use super::frames::FrameShape;
+use super::FrameShape;
 
 /// Encodes whole planar frames of `shape`.
 pub fn encode(frames: &[u8], shape: FrameShape, quality: u8) -> std::io::Result<Vec<u8>> {

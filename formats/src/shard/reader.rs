@@ -1,252 +1,22 @@
-//! Shard files: a self-describing header, the records' blobs, an index and a footer.
-//! The byte layout is specified in `formats/FORMAT.md`; this module is its only reader and
-//! writer. Opening a shard validates everything that bounds a later read (magic, version,
-//! checksums of header, index and footer, every offset, length and geometry), so that reading
-//! a record afterwards can fail only on a blob's own checksum or content.
+//! Reading a shard: [`Shard::open`] validates everything that bounds a later read (magic,
+//! version, checksums of header, index and footer, every offset, length and geometry), so
+//! that reading a record afterwards can fail only on a blob's own checksum or content.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::layout::{
+    BlobEntry, Footer, Header, RecordEntry, END_MAGIC, FIRST_CHUNK_BLOB, FORMAT_VERSION, MAGIC, MAX_META_LEN,
+    MAX_PARAMS_LEN,
+};
 use crate::error::{FormatError, Result};
-use crate::field::frames::{encode_chunk, ChunkDecoder, FrameShape};
+use crate::field::frames::{ChunkDecoder, FrameShape};
 use crate::field::meta::RecordMeta;
 use crate::field::spectrogram;
 use crate::params::PackParams;
-
-pub const MAGIC: &[u8; 8] = b"GDTSHARD";
-pub const END_MAGIC: &[u8; 8] = b"GDTSHEND";
-pub const FORMAT_VERSION: u32 = 1;
-/// Fixed part of the header before the parameters JSON.
-pub const HEADER_FIXED: usize = 24;
-pub const FOOTER_LEN: usize = 48;
-pub const RECORD_ENTRY_LEN: usize = 32;
-pub const BLOB_ENTRY_LEN: usize = 24;
-/// Upper bound on the parameters JSON in a header.
-pub const MAX_PARAMS_LEN: usize = 64 * 1024;
-/// Upper bound on a record's metadata JSON.
-pub const MAX_META_LEN: u32 = 1024 * 1024;
-/// Blob 0 of a record is its metadata, blob 1 its spectrogram, then its frame chunks.
-pub const FIRST_CHUNK_BLOB: usize = 2;
-
-/// A record's entry in the shard index: everything the loader needs to size its buffers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecordEntry {
-    pub frames: u32,
-    pub width: u32,
-    pub height: u32,
-    pub spec_frames: u32,
-    pub mels: u32,
-    pub first_blob: u32,
-    pub blob_count: u32,
-}
-
-/// Where a blob lives and what it must hash and decompress to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BlobEntry {
-    pub offset: u64,
-    pub len: u32,
-    pub raw_len: u32,
-    pub checksum: u64,
-}
-
-/// A record compressed and ready to append to a shard.
-pub struct EncodedRecord {
-    pub entry: RecordEntry,
-    /// (stored bytes, decoded length) per blob: metadata, spectrogram, frame chunks.
-    pub blobs: Vec<(Vec<u8>, u32)>,
-}
-
-impl EncodedRecord {
-    /// Compresses one record. `frames` holds `frame_count` planar RGB frames of
-    /// `width x height`; `spectrogram` is row-major `[mels][spec_frames]`.
-    pub fn encode(
-        meta: &RecordMeta,
-        frames: &[u8],
-        width: u32,
-        height: u32,
-        spectrogram_values: &[f32],
-        spec_frames: u32,
-        params: &PackParams,
-    ) -> std::io::Result<EncodedRecord> {
-        let shape = FrameShape { width, height };
-        let frame_bytes = shape.bytes();
-        assert!(
-            frame_bytes > 0 && frames.len().is_multiple_of(frame_bytes),
-            "whole frames only"
-        );
-        assert_eq!(
-            spectrogram_values.len(),
-            params.mels as usize * spec_frames as usize
-        );
-        let frame_count = frames.len() / frame_bytes;
-        let meta_json = serde_json::to_vec(meta).expect("metadata serialises");
-        let meta_len = meta_json.len() as u32;
-        let mut blobs = vec![
-            (meta_json, meta_len),
-            (
-                spectrogram::encode(spectrogram_values)?,
-                (spectrogram_values.len() * 2) as u32,
-            ),
-        ];
-        for chunk in frames.chunks(params.chunk_frames as usize * frame_bytes) {
-            blobs.push((encode_chunk(chunk, shape, &params.codec)?, chunk.len() as u32));
-        }
-        Ok(EncodedRecord {
-            entry: RecordEntry {
-                frames: frame_count as u32,
-                width,
-                height,
-                spec_frames,
-                mels: params.mels,
-                first_blob: 0,
-                blob_count: blobs.len() as u32,
-            },
-            blobs,
-        })
-    }
-
-    /// Bytes this record adds to a shard, index entries included.
-    pub fn stored_bytes(&self) -> u64 {
-        let blobs: usize = self.blobs.iter().map(|(b, _)| b.len()).sum();
-        (blobs + RECORD_ENTRY_LEN + BLOB_ENTRY_LEN * self.blobs.len()) as u64
-    }
-}
-
-/// Writes one shard under a temporary name; [`ShardWriter::finish`] makes it appear.
-pub struct ShardWriter {
-    path: PathBuf,
-    tmp: PathBuf,
-    out: BufWriter<File>,
-    pos: u64,
-    records: Vec<RecordEntry>,
-    blobs: Vec<BlobEntry>,
-}
-
-/// What a finished shard holds.
-#[derive(Clone, Debug)]
-pub struct ShardSummary {
-    pub records: usize,
-    pub bytes: u64,
-}
-
-impl ShardWriter {
-    pub fn create(path: &Path, params: &PackParams) -> Result<ShardWriter> {
-        let tmp = crate::atomic_file::temp_path(path);
-        let file = File::create(&tmp).map_err(FormatError::io(&tmp))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        let params_json = serde_json::to_vec(params).expect("parameters serialise");
-        assert!(params_json.len() <= MAX_PARAMS_LEN);
-        let mut fixed = Vec::with_capacity(HEADER_FIXED);
-        fixed.extend_from_slice(MAGIC);
-        fixed.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        fixed.extend_from_slice(&(params_json.len() as u32).to_le_bytes());
-        let checksum = xxh3_64(&[&fixed[..], &params_json].concat());
-        fixed.extend_from_slice(&checksum.to_le_bytes());
-        out.write_all(&fixed)
-            .and_then(|()| out.write_all(&params_json))
-            .map_err(FormatError::io(&tmp))?;
-        Ok(ShardWriter {
-            path: path.to_path_buf(),
-            tmp,
-            out,
-            pos: (HEADER_FIXED + params_json.len()) as u64,
-            records: Vec::new(),
-            blobs: Vec::new(),
-        })
-    }
-
-    pub fn record_count(&self) -> usize {
-        self.records.len()
-    }
-
-    /// Size the shard would have if finished now.
-    pub fn bytes(&self) -> u64 {
-        self.pos
-            + (self.records.len() * RECORD_ENTRY_LEN + self.blobs.len() * BLOB_ENTRY_LEN + FOOTER_LEN) as u64
-    }
-
-    pub fn append(&mut self, record: &EncodedRecord) -> Result<()> {
-        let mut entry = record.entry;
-        entry.first_blob = self.blobs.len() as u32;
-        for (bytes, raw_len) in &record.blobs {
-            self.out.write_all(bytes).map_err(FormatError::io(&self.tmp))?;
-            self.blobs.push(BlobEntry {
-                offset: self.pos,
-                len: bytes.len() as u32,
-                raw_len: *raw_len,
-                checksum: xxh3_64(bytes),
-            });
-            self.pos += bytes.len() as u64;
-        }
-        self.records.push(entry);
-        Ok(())
-    }
-
-    /// Writes the index and footer, syncs, and renames the shard into place.
-    pub fn finish(mut self) -> Result<ShardSummary> {
-        let mut index =
-            Vec::with_capacity(self.records.len() * RECORD_ENTRY_LEN + self.blobs.len() * BLOB_ENTRY_LEN);
-        for r in &self.records {
-            for v in [
-                r.frames,
-                r.width,
-                r.height,
-                r.spec_frames,
-                r.mels,
-                r.first_blob,
-                r.blob_count,
-                0,
-            ] {
-                index.extend_from_slice(&v.to_le_bytes());
-            }
-        }
-        for b in &self.blobs {
-            index.extend_from_slice(&b.offset.to_le_bytes());
-            index.extend_from_slice(&b.len.to_le_bytes());
-            index.extend_from_slice(&b.raw_len.to_le_bytes());
-            index.extend_from_slice(&b.checksum.to_le_bytes());
-        }
-        let index_offset = self.pos;
-        let file_len = index_offset + index.len() as u64 + FOOTER_LEN as u64;
-        let mut footer = Vec::with_capacity(FOOTER_LEN);
-        footer.extend_from_slice(&index_offset.to_le_bytes());
-        footer.extend_from_slice(&(self.records.len() as u32).to_le_bytes());
-        footer.extend_from_slice(&(self.blobs.len() as u32).to_le_bytes());
-        footer.extend_from_slice(&xxh3_64(&index).to_le_bytes());
-        footer.extend_from_slice(&file_len.to_le_bytes());
-        let footer_checksum = xxh3_64(&footer);
-        footer.extend_from_slice(&footer_checksum.to_le_bytes());
-        footer.extend_from_slice(END_MAGIC);
-        let tmp = self.tmp.clone();
-        (|| -> std::io::Result<()> {
-            self.out.write_all(&index)?;
-            self.out.write_all(&footer)?;
-            let file = self.out.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            std::fs::rename(&self.tmp, &self.path)?;
-            if let Some(dir) = self.path.parent() {
-                // Make the rename itself durable.
-                File::open(dir).and_then(|d| d.sync_all()).ok();
-            }
-            Ok(())
-        })()
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            FormatError::Io {
-                path: tmp.clone(),
-                source: e,
-            }
-        })?;
-        Ok(ShardSummary {
-            records: self.records.len(),
-            bytes: file_len,
-        })
-    }
-}
 
 /// A validated, memory-mapped shard.
 pub struct Shard {
@@ -255,14 +25,6 @@ pub struct Shard {
     params: PackParams,
     records: Vec<RecordEntry>,
     blobs: Vec<BlobEntry>,
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
 impl Shard {
@@ -274,7 +36,7 @@ impl Shard {
     pub fn open(path: &Path) -> Result<Shard> {
         let file = File::open(path).map_err(FormatError::io(path))?;
         let len = file.metadata().map_err(FormatError::io(path))?.len();
-        if len < (HEADER_FIXED + FOOTER_LEN) as u64 {
+        if len < (Header::LEN + Footer::LEN) as u64 {
             return Err(FormatError::malformed(
                 path,
                 format!("{len} bytes is too short for a shard"),
@@ -283,30 +45,30 @@ impl Shard {
         // SAFETY: shards are immutable once complete (see above); the map is read-only.
         let map = unsafe { Mmap::map(&file) }.map_err(FormatError::io(path))?;
         let b = &map[..];
-        if &b[..8] != MAGIC {
+        let header = Header::parse(b);
+        if &header.magic != MAGIC {
             return Err(FormatError::NotAShard {
                 path: path.to_path_buf(),
-                found: b[..8].to_vec(),
+                found: header.magic.to_vec(),
             });
         }
-        let version = u32_at(b, 8);
-        if version != FORMAT_VERSION {
+        if header.version != FORMAT_VERSION {
             return Err(FormatError::Version {
                 path: path.to_path_buf(),
-                found: version,
+                found: header.version,
                 supported: FORMAT_VERSION,
             });
         }
-        let params_len = u32_at(b, 12) as usize;
-        if params_len > MAX_PARAMS_LEN || HEADER_FIXED + params_len + FOOTER_LEN > b.len() {
+        let params_len = header.params_len as usize;
+        if params_len > MAX_PARAMS_LEN || Header::LEN + params_len + Footer::LEN > b.len() {
             return Err(FormatError::malformed(
                 path,
                 format!("header claims {params_len} bytes of parameters"),
             ));
         }
-        let header_end = HEADER_FIXED + params_len;
-        let params_bytes = &b[HEADER_FIXED..header_end];
-        if xxh3_64(&[&b[..16], params_bytes].concat()) != u64_at(b, 16) {
+        let header_end = Header::LEN + params_len;
+        let params_bytes = &b[Header::LEN..header_end];
+        if header.expected_checksum(params_bytes) != header.checksum {
             return Err(FormatError::Checksum {
                 path: path.to_path_buf(),
                 region: "header",
@@ -322,33 +84,28 @@ impl Shard {
             .validate()
             .map_err(|e| FormatError::malformed(path, format!("header parameters: {e}")))?;
 
-        let footer = &b[b.len() - FOOTER_LEN..];
-        if &footer[40..48] != END_MAGIC {
+        let footer = Footer::parse(&b[b.len() - Footer::LEN..]);
+        if &footer.end_magic != END_MAGIC {
             return Err(FormatError::malformed(
                 path,
                 "no footer (truncated or still being written)",
             ));
         }
-        if xxh3_64(&footer[..32]) != u64_at(footer, 32) {
+        if footer.expected_checksum() != footer.checksum {
             return Err(FormatError::Checksum {
                 path: path.to_path_buf(),
                 region: "footer",
             });
         }
-        let (index_offset, record_count, blob_count) = (
-            u64_at(footer, 0),
-            u32_at(footer, 8) as u64,
-            u32_at(footer, 12) as u64,
-        );
-        if u64_at(footer, 24) != len {
+        if footer.file_len != len {
             return Err(FormatError::malformed(
                 path,
-                format!("footer says {} bytes, file has {len}", u64_at(footer, 24)),
+                format!("footer says {} bytes, file has {len}", footer.file_len),
             ));
         }
-        let index_len = record_count * RECORD_ENTRY_LEN as u64 + blob_count * BLOB_ENTRY_LEN as u64;
+        let (index_offset, index_len) = (footer.index_offset, footer.index_len());
         // Checked: a crafted offset near u64::MAX must not wrap around to a plausible sum.
-        let index_end = index_offset.checked_add(index_len + FOOTER_LEN as u64);
+        let index_end = index_offset.checked_add(index_len + Footer::LEN as u64);
         if index_offset < header_end as u64 || index_end != Some(len) {
             return Err(FormatError::malformed(
                 path,
@@ -356,33 +113,20 @@ impl Shard {
             ));
         }
         let index = &b[index_offset as usize..(index_offset + index_len) as usize];
-        if xxh3_64(index) != u64_at(footer, 16) {
+        if xxh3_64(index) != footer.index_checksum {
             return Err(FormatError::Checksum {
                 path: path.to_path_buf(),
                 region: "index",
             });
         }
-
-        let records: Vec<RecordEntry> = index[..record_count as usize * RECORD_ENTRY_LEN]
-            .chunks_exact(RECORD_ENTRY_LEN)
-            .map(|e| RecordEntry {
-                frames: u32_at(e, 0),
-                width: u32_at(e, 4),
-                height: u32_at(e, 8),
-                spec_frames: u32_at(e, 12),
-                mels: u32_at(e, 16),
-                first_blob: u32_at(e, 20),
-                blob_count: u32_at(e, 24),
-            })
+        let (entries, blob_entries) = index.split_at(footer.record_count as usize * RecordEntry::LEN);
+        let records: Vec<RecordEntry> = entries
+            .chunks_exact(RecordEntry::LEN)
+            .map(RecordEntry::parse)
             .collect();
-        let blobs: Vec<BlobEntry> = index[record_count as usize * RECORD_ENTRY_LEN..]
-            .chunks_exact(BLOB_ENTRY_LEN)
-            .map(|e| BlobEntry {
-                offset: u64_at(e, 0),
-                len: u32_at(e, 8),
-                raw_len: u32_at(e, 12),
-                checksum: u64_at(e, 16),
-            })
+        let blobs: Vec<BlobEntry> = blob_entries
+            .chunks_exact(BlobEntry::LEN)
+            .map(BlobEntry::parse)
             .collect();
         let shard = Shard {
             path: path.to_path_buf(),
@@ -478,22 +222,27 @@ impl Shard {
         Ok(())
     }
 
+    /// The shard's file.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The parameters in its header.
     pub fn params(&self) -> &PackParams {
         &self.params
     }
 
+    /// Records in the shard.
     pub fn len(&self) -> usize {
         self.records.len()
     }
 
+    /// Whether it holds no record.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
 
+    /// Every record's index entry.
     pub fn entries(&self) -> &[RecordEntry] {
         &self.records
     }
@@ -503,6 +252,7 @@ impl Shard {
         self.map.len() as u64
     }
 
+    /// Record `index` of this shard, for reading.
     pub fn record(&self, index: usize) -> Result<RecordView<'_>> {
         let entry = *self.records.get(index).ok_or_else(|| {
             FormatError::malformed(
@@ -551,7 +301,9 @@ fn blob_name(k: usize) -> String {
 /// One damaged part of a shard, as `gdt verify` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Damage {
+    /// The record within the shard.
     pub record: usize,
+    /// Which blob, and what failed.
     pub what: String,
 }
 
@@ -563,6 +315,7 @@ pub struct RecordView<'a> {
 }
 
 impl<'a> RecordView<'a> {
+    /// Its index entry.
     pub fn entry(&self) -> &RecordEntry {
         &self.entry
     }
@@ -593,11 +346,13 @@ impl<'a> RecordView<'a> {
         (blob.offset, blob.len)
     }
 
+    /// Its metadata, after the checksum.
     pub fn meta(&self) -> Result<RecordMeta> {
         let (bytes, _) = self.blob(0)?;
         serde_json::from_slice(bytes).map_err(|e| self.err(format!("metadata: {e}")))
     }
 
+    /// Frame chunks it holds.
     pub fn chunk_count(&self) -> usize {
         self.entry.blob_count as usize - FIRST_CHUNK_BLOB
     }
@@ -611,6 +366,7 @@ impl<'a> RecordView<'a> {
         Ok((bytes, blob.raw_len as usize))
     }
 
+    /// The size of its stored frames.
     pub fn shape(&self) -> FrameShape {
         FrameShape {
             width: self.entry.width,
@@ -618,6 +374,7 @@ impl<'a> RecordView<'a> {
         }
     }
 
+    /// Bytes of one stored frame.
     pub fn frame_bytes(&self) -> usize {
         self.shape().bytes()
     }

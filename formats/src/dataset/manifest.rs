@@ -12,39 +12,31 @@ use crate::error::{FormatError, Result};
 use crate::params::PackParams;
 use crate::shard::FORMAT_VERSION;
 
-pub const DATASET_FILE: &str = "dataset.json";
+use super::files::DATASET_FILE;
 
-/// The file name of shard `index` in a dataset directory, as every writer names it.
-pub fn shard_file_name(index: usize) -> String {
-    format!("shard-{index:05}.gdt")
-}
-
-/// The index of a file named like a shard (`shard-NNNNN.gdt`), if it is one.
-pub fn shard_index(name: &str) -> Option<usize> {
-    name.strip_prefix("shard-")?.strip_suffix(".gdt")?.parse().ok()
-}
-
-/// Whether a file name has the shape of a shard's (what `--force` may remove).
-pub fn is_shard_file(name: &str) -> bool {
-    name.starts_with("shard-") && name.ends_with(".gdt")
-}
-
+/// One shard as `dataset.json` lists it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ShardInfo {
     /// File name inside the dataset directory.
     pub file: String,
+    /// Records it holds.
     pub records: usize,
+    /// Its size.
     pub bytes: u64,
 }
 
+/// What a dataset holds and what it came from, for people and `gdt inspect`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Totals {
     /// Inputs considered.
     pub inputs: usize,
     /// Inputs packed into at least one record.
     pub packed: usize,
+    /// Inputs skipped (see `skipped` for why).
     pub skipped: usize,
+    /// Records in all shards.
     pub records: usize,
+    /// Stored video frames.
     pub frames: u64,
     /// Stored seconds of video.
     pub seconds: f64,
@@ -56,17 +48,22 @@ pub struct Totals {
     pub source_bytes: u64,
 }
 
+/// The contents of `dataset.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DatasetManifest {
+    /// The shard format version of every shard.
     pub format_version: u32,
     /// The gdt that wrote it, for people; readers go by `format_version`.
     pub writer: String,
+    /// The parameters every shard was packed with.
     pub params: PackParams,
+    /// The shards, in record order.
     pub shards: Vec<ShardInfo>,
     /// Sorted label names; a record's `label_index` points in here.
     pub labels: Vec<String>,
     /// Records per label name.
     pub label_counts: BTreeMap<String, usize>,
+    /// What the dataset holds and came from.
     pub totals: Totals,
     /// Skipped inputs per reason.
     pub skipped: BTreeMap<String, usize>,
@@ -142,77 +139,6 @@ impl DatasetManifest {
     }
 }
 
-/// A packed dataset opened for reading: its description and every shard, validated.
-pub struct Dataset {
-    pub dir: PathBuf,
-    pub manifest: DatasetManifest,
-    pub shards: Vec<crate::shard::Shard>,
-    /// Global index of each shard's first record.
-    starts: Vec<usize>,
-}
-
-impl Dataset {
-    /// Opens `dir`: reads `dataset.json`, opens every shard it names and checks that each
-    /// holds the records and bytes the description says.
-    pub fn open(dir: &Path) -> Result<Dataset> {
-        let manifest = DatasetManifest::load(dir)?;
-        let mut shards = Vec::with_capacity(manifest.shards.len());
-        let mut starts = Vec::with_capacity(manifest.shards.len());
-        let mut total = 0;
-        for info in &manifest.shards {
-            let path = manifest
-                .shard_path(dir, &info.file)
-                .map_err(|what| FormatError::malformed(&dir.join(DATASET_FILE), what))?;
-            let shard = crate::shard::Shard::open(&path)?;
-            if shard.len() != info.records || shard.file_len() != info.bytes {
-                return Err(FormatError::malformed(
-                    &path,
-                    format!(
-                        "holds {} records in {} bytes, dataset.json says {} in {}",
-                        shard.len(),
-                        shard.file_len(),
-                        info.records,
-                        info.bytes
-                    ),
-                ));
-            }
-            if shard.params() != &manifest.params {
-                return Err(FormatError::malformed(
-                    &path,
-                    "was packed with other parameters than dataset.json names",
-                ));
-            }
-            starts.push(total);
-            total += shard.len();
-            shards.push(shard);
-        }
-        Ok(Dataset {
-            dir: dir.to_path_buf(),
-            manifest,
-            shards,
-            starts,
-        })
-    }
-
-    /// Records in the whole dataset.
-    pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.len()).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// (shard, record within the shard) of a global record index.
-    pub fn locate(&self, record: usize) -> Option<(usize, usize)> {
-        if record >= self.len() {
-            return None;
-        }
-        let shard = self.starts.partition_point(|&s| s <= record) - 1;
-        Some((shard, record - self.starts[shard]))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,14 +186,6 @@ mod tests {
             let err = DatasetManifest::load(dir.path()).unwrap_err().to_string();
             assert!(err.contains("leads out"), "{err}");
         }
-    }
-
-    #[test]
-    fn shard_names_round_trip() {
-        assert_eq!(shard_file_name(7), "shard-00007.gdt");
-        assert_eq!(shard_index(&shard_file_name(123)), Some(123));
-        assert_eq!(shard_index("shard-x.gdt"), None);
-        assert!(is_shard_file("shard-x.gdt") && !is_shard_file("dataset.json"));
     }
 
     #[test]

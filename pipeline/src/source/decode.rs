@@ -15,20 +15,48 @@ use crate::ffmpeg_init;
 /// Why a file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    /// An FFmpeg call failed.
     #[error("{path}: FFmpeg failed while {what}: {source}")]
     Ffmpeg {
+        /// The source file.
         path: PathBuf,
+        /// What gdt was doing.
         what: &'static str,
+        /// FFmpeg's error.
         source: ff::Error,
     },
+    /// The file has no stream of a kind gdt needs.
     #[error("{path}: no {kind} stream")]
-    NoStream { path: PathBuf, kind: &'static str },
+    NoStream {
+        /// The source file.
+        path: PathBuf,
+        /// `video` or `audio`.
+        kind: &'static str,
+    },
+    /// The audio comes in a sample format gdt does not convert.
     #[error("{path}: unsupported audio sample format {format}")]
-    SampleFormat { path: PathBuf, format: String },
+    SampleFormat {
+        /// The source file.
+        path: PathBuf,
+        /// FFmpeg's name for the format.
+        format: String,
+    },
+    /// The file decodes to something unusable (no frames, bad timestamps, ...).
     #[error("{path}: {what}")]
-    Invalid { path: PathBuf, what: String },
+    Invalid {
+        /// The source file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// Decoding took longer than the per-file limit.
     #[error("{path}: gave up after {limit_s:.0} s (per-file time limit)")]
-    TimedOut { path: PathBuf, limit_s: f64 },
+    TimedOut {
+        /// The source file.
+        path: PathBuf,
+        /// The limit, seconds.
+        limit_s: f64,
+    },
 }
 
 /// What `probe` finds in a file, in the units a person would use.
@@ -38,27 +66,39 @@ pub struct MediaInfo {
     pub container: String,
     /// Duration of the whole file, seconds, when the container says.
     pub duration_s: Option<f64>,
+    /// Its best video stream.
     pub video: Option<VideoStreamInfo>,
+    /// Its best audio stream.
     pub audio: Option<AudioStreamInfo>,
 }
 
+/// A video stream, as `probe` finds it.
 #[derive(Clone, Debug, Serialize)]
 pub struct VideoStreamInfo {
+    /// FFmpeg's codec name.
     pub codec: String,
+    /// Frame width.
     pub width: u32,
+    /// Frame height.
     pub height: u32,
     /// Average frame rate, when known.
     pub avg_fps: Option<f64>,
     /// Frame count from the container header, when it has one.
     pub frames: Option<u64>,
+    /// Stream duration, seconds, when known.
     pub duration_s: Option<f64>,
 }
 
+/// An audio stream, as `probe` finds it.
 #[derive(Clone, Debug, Serialize)]
 pub struct AudioStreamInfo {
+    /// FFmpeg's codec name.
     pub codec: String,
+    /// Sample rate, Hz.
     pub sample_rate: u32,
+    /// Channels.
     pub channels: u16,
+    /// Stream duration, seconds, when known.
     pub duration_s: Option<f64>,
 }
 
@@ -130,8 +170,11 @@ pub fn probe(path: &Path) -> Result<MediaInfo, DecodeError> {
 pub struct DecodedFrame<'a> {
     /// Presentation time, seconds from the stream's zero.
     pub time_s: f64,
+    /// Pixels per row.
     pub width: u32,
+    /// Rows.
     pub height: u32,
+    /// The pixels.
     pub rgb: &'a [u8],
 }
 
@@ -268,10 +311,13 @@ pub fn for_each_video_frame(path: &Path, mut f: impl FnMut(DecodedFrame<'_>)) ->
 
 /// A file's audio track, downmixed to mono at its native rate.
 pub struct DecodedAudio {
+    /// Its native rate, Hz.
     pub sample_rate: u32,
+    /// Channels before the downmix.
     pub channels: u16,
     /// Time of the first sample, seconds, from the first frame's timestamp.
     pub start_s: f64,
+    /// The samples, mono.
     pub mono: Vec<f32>,
 }
 

@@ -1,0 +1,22 @@
+//! A packed dataset: a directory of shards described by `dataset.json`.
+//!
+//! - [`files`]: the names of a dataset's files and which of them are gdt's.
+//! - [`manifest`]: `dataset.json` (shards, parameters, labels, totals).
+//! - [`writer`]: [`DatasetWriter`], the one way records become shards and a description.
+//! - [`reader`]: [`Dataset`], every shard opened and cross-checked, global record numbers.
+//! - [`mod@verify`]: the full integrity pass.
+
+pub mod files;
+pub mod manifest;
+pub mod reader;
+pub mod verify;
+pub mod writer;
+
+pub use files::{
+    is_dataset_file, is_dataset_temporary, is_shard_file, remove_dataset_files, shard_file_name, shard_index,
+    DATASET_FILE, REPORT_FILE, STATE_FILE,
+};
+pub use manifest::{DatasetManifest, ShardInfo, Totals};
+pub use reader::Dataset;
+pub use verify::{verify, Problem, Verification};
+pub use writer::{Appended, DatasetWriter, InputTally};

@@ -1,0 +1,89 @@
+//! A packed dataset opened for reading: `dataset.json` and every shard it names, checked
+//! against each other.
+
+use std::path::{Path, PathBuf};
+
+use super::files::DATASET_FILE;
+use super::manifest::{DatasetManifest, ShardInfo};
+use crate::error::{FormatError, Result};
+use crate::shard::Shard;
+
+/// What is wrong between a shard and its line in `dataset.json`, if anything: the cross-check
+/// both [`Dataset::open`] and [`super::verify`] make.
+pub(crate) fn mismatch(manifest: &DatasetManifest, info: &ShardInfo, shard: &Shard) -> Option<String> {
+    if shard.len() != info.records || shard.file_len() != info.bytes {
+        return Some(format!(
+            "holds {} records in {} bytes, dataset.json says {} in {}",
+            shard.len(),
+            shard.file_len(),
+            info.records,
+            info.bytes
+        ));
+    }
+    (shard.params() != &manifest.params)
+        .then(|| "was packed with other parameters than dataset.json names".to_string())
+}
+
+/// A packed dataset opened for reading: its description and every shard, validated.
+pub struct Dataset {
+    /// The dataset directory.
+    pub dir: PathBuf,
+    /// Its `dataset.json`.
+    pub manifest: DatasetManifest,
+    /// Every shard, validated and memory-mapped, in record order.
+    pub shards: Vec<Shard>,
+    /// Global index of each shard's first record.
+    starts: Vec<usize>,
+}
+
+impl Dataset {
+    /// Opens `dir`: reads `dataset.json`, opens every shard it names and checks that each
+    /// holds the records and bytes the description says.
+    ///
+    /// Shards are memory-mapped, not read: a dataset must not be modified while it is open
+    /// (gdt never rewrites a finished shard). A shard truncated or rewritten under an open
+    /// dataset can crash the process with SIGBUS instead of returning an error.
+    pub fn open(dir: &Path) -> Result<Dataset> {
+        let manifest = DatasetManifest::load(dir)?;
+        let mut shards = Vec::with_capacity(manifest.shards.len());
+        let mut starts = Vec::with_capacity(manifest.shards.len());
+        let mut total = 0;
+        for info in &manifest.shards {
+            let path = manifest
+                .shard_path(dir, &info.file)
+                .map_err(|what| FormatError::malformed(&dir.join(DATASET_FILE), what))?;
+            let shard = Shard::open(&path)?;
+            if let Some(what) = mismatch(&manifest, info, &shard) {
+                return Err(FormatError::malformed(&path, what));
+            }
+            starts.push(total);
+            total += shard.len();
+            shards.push(shard);
+        }
+        Ok(Dataset {
+            dir: dir.to_path_buf(),
+            manifest,
+            shards,
+            starts,
+        })
+    }
+
+    /// Records in the whole dataset.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.len()).sum()
+    }
+
+    /// Whether the dataset holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// (shard, record within the shard) of a global record index.
+    pub fn locate(&self, record: usize) -> Option<(usize, usize)> {
+        if record >= self.len() {
+            return None;
+        }
+        let shard = self.starts.partition_point(|&s| s <= record) - 1;
+        Some((shard, record - self.starts[shard]))
+    }
+}
