@@ -29,11 +29,14 @@ lint: setup
 
 # Tests run in release: they encode and decode video and run libtorch.
 # Both ways: with FFmpeg (default) and without (what GPU training nodes run). The proof of
-# learning (about 10 minutes of CPU training, trainer/tests/proof_of_learning.rs) runs in the
+# learning (about 5 minutes of CPU training, trainer/tests/proof_of_learning.rs) runs in the
 # first pass only: it reads packed data, so nothing it touches depends on FFmpeg.
+# The FFmpeg-free pass builds into target/gpu (as `make gpu-build` does), so that
+# target/release/gdt stays the full binary the README's commands use.
 test: lint
 	$(CARGO) test --release --workspace
-	$(CARGO) test --release --workspace --no-default-features -- --skip gdt_training_beats_random_init
+	$(CARGO) test --release --workspace --no-default-features --target-dir target/gpu -- --skip gdt_training_beats_random_init
+	@target/release/gdt info --json | grep -q '"ffmpeg": true' || { echo "make test: target/release/gdt lost FFmpeg" >&2; exit 1; }
 
 # The FFmpeg-free binary for GPU nodes (see docs/GPU.md), in its own target directory so
 # it does not replace the default build: target/gpu/release/gdt.

@@ -328,6 +328,7 @@ impl TrainConfig {
         let shifts = *self.data.shifts.get_or_insert(shifts);
         let reversal = *self.data.reversal.get_or_insert(reversal);
         spec.check_layout(shifts, reversal)?;
+        spec.check_batch(self.data.batch_size, shifts, reversal)?;
         self.loss.preset = Some(preset_name);
         self.loss.factors = spec.to_map();
         self.loss.pairs = Some(pairs.name().to_string());

@@ -70,7 +70,7 @@ impl Factor {
     /// The factor of a config name.
     pub fn parse(name: &str) -> Result<Factor, SpecError> {
         Factor::ALL.into_iter().find(|f| f.name() == name).ok_or_else(|| {
-            SpecError(format!(
+            SpecError::Invalid(format!(
                 "unknown factor `{name}`; known factors: {}",
                 known_factors()
             ))
@@ -118,7 +118,7 @@ impl Relation {
         match s {
             "invariant" => Ok(Relation::Invariant),
             "distinct" => Ok(Relation::Distinct),
-            _ => Err(SpecError(format!(
+            _ => Err(SpecError::Invalid(format!(
                 "`{s}` is not a relation; use `invariant` or `distinct`"
             ))),
         }
@@ -140,7 +140,7 @@ impl Pairs {
         match s {
             "cross-modal" => Ok(Pairs::CrossModal),
             "all" => Ok(Pairs::All),
-            _ => Err(SpecError(format!(
+            _ => Err(SpecError::Invalid(format!(
                 "`{s}` is not a pair set; use `cross-modal` or `all`"
             ))),
         }
@@ -155,10 +155,25 @@ impl Pairs {
     }
 }
 
-/// An invalid spec, with the reason.
+/// An invalid spec or batch, with the reason.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid GDT spec: {0}")]
-pub struct SpecError(pub String);
+pub enum SpecError {
+    /// The spec, its layout or hand-built masks break a rule.
+    #[error("invalid GDT spec: {0}")]
+    Invalid(String),
+    /// A sample has no negative among the pairs that take part: its loss term is exactly 0
+    /// and the batch trains nothing (a batch of one record under a spec invariant to all but
+    /// the sample, for instance).
+    #[error(
+        "sample {sample} has no negative among the pairs that take part: the GDT-NCE loss is exactly 0 and trains nothing{hint}"
+    )]
+    NoNegative {
+        /// The first such sample.
+        sample: usize,
+        /// What to change, when known.
+        hint: String,
+    },
+}
 
 /// A validated spec. Factors it does not name are invariant, except `sample` (distinct).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -293,14 +308,14 @@ impl TransformSpec {
     ) -> Result<TransformSpec, SpecError> {
         relations.entry(Factor::Sample).or_insert(Relation::Distinct);
         if relations[&Factor::Sample] == Relation::Invariant {
-            return Err(SpecError(
+            return Err(SpecError::Invalid(
                 "sample must be distinct: with sample invariant every pair is positive and the loss \
                  has no negatives"
                     .into(),
             ));
         }
         if relations.get(&Factor::Modality) == Some(&Relation::Distinct) && pairs == Pairs::CrossModal {
-            return Err(SpecError(
+            return Err(SpecError::Invalid(
                 "modality distinct with cross-modal pairs leaves no positive pair (every pair that \
                  takes part crosses modalities); use pairs = \"all\" or modality invariant"
                     .into(),
@@ -339,7 +354,7 @@ impl TransformSpec {
     /// The named experiment `name` (see [`preset_names`]).
     pub fn preset(name: &str) -> Result<Preset, SpecError> {
         let row = PRESETS.iter().find(|p| p.name == name).ok_or_else(|| {
-            SpecError(format!(
+            SpecError::Invalid(format!(
                 "unknown preset `{name}`; presets: {}",
                 preset_names().collect::<Vec<_>>().join(", ")
             ))
@@ -358,16 +373,31 @@ impl TransformSpec {
     /// never varies inside a record makes the experiment silently the same as invariant.
     pub fn check_layout(&self, shifts: usize, reversal: bool) -> Result<(), SpecError> {
         if self.relation(Factor::Shift) == Relation::Distinct && shifts < 2 {
-            return Err(SpecError(
+            return Err(SpecError::Invalid(
                 "shift is distinct but each record gets one time shift; set shifts to 2 or more".into(),
             ));
         }
         if self.relation(Factor::Reversal) == Relation::Distinct && !reversal {
-            return Err(SpecError(
+            return Err(SpecError::Invalid(
                 "reversal is distinct but the loader makes no reversed views".into(),
             ));
         }
         Ok(())
+    }
+
+    /// Refuses a batch size whose batches could have no negative: `records` records of
+    /// `shifts` shifts (and reversed views) each, with identical augmentation draws (the
+    /// worst case), must give every sample a negative.
+    pub fn check_batch(&self, records: usize, shifts: usize, reversal: bool) -> Result<(), SpecError> {
+        match self.masks(&uniform_views(records, shifts, reversal)) {
+            Err(SpecError::NoNegative { sample, .. }) => Err(SpecError::NoNegative {
+                sample,
+                hint: format!(
+                    " in a batch of {records} record(s) under this spec ({self}); use data.batch_size of 2 or more"
+                ),
+            }),
+            other => other.map(|_| ()),
+        }
     }
 
     /// The contrast and weight masks for a batch's views (video samples first, then audio).
@@ -397,8 +427,42 @@ impl fmt::Display for TransformSpec {
     }
 }
 
-/// The c and w masks of one batch, `n x n` row-major, checked: c is an equivalence relation
-/// and every sample has at least one positive among the pairs that take part.
+/// `records` records in the loader's layout (shift-major, forward then reversed), every
+/// augmentation draw the same.
+fn uniform_views(records: usize, shifts: usize, reversal: bool) -> Vec<ViewMeta> {
+    use gdt_pipeline::load::augment::{AudioDraw, VideoDraw};
+    let mut views = Vec::new();
+    for record in 0..records as u32 {
+        for shift in 0..shifts as u8 {
+            for reversed in [false, true].into_iter().take(1 + reversal as usize) {
+                views.push(ViewMeta {
+                    record,
+                    label: None,
+                    shift,
+                    start_frame: 0,
+                    audio_start: 0,
+                    reversed,
+                    video: VideoDraw {
+                        crop_box: [0.0; 4],
+                        scale: 128.0,
+                        flip: false,
+                        jitter: None,
+                    },
+                    audio: AudioDraw {
+                        gain_log: 0.0,
+                        freq_mask: (0, 0),
+                        time_mask: (0, 0),
+                    },
+                });
+            }
+        }
+    }
+    views
+}
+
+/// The c and w masks of one batch, `n x n` row-major, checked: c is an equivalence relation,
+/// no sample is paired with itself, and every sample has at least one positive and one
+/// negative among the pairs that take part.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Masks {
     /// Samples (rows): video rows first, then audio rows.
@@ -413,21 +477,25 @@ impl Masks {
     /// Validates hand-built masks too, so an experiment with its own c gets the same guarantee.
     pub fn new(n: usize, c: Vec<bool>, w: Vec<bool>) -> Result<Masks, SpecError> {
         if c.len() != n * n || w.len() != n * n {
-            return Err(SpecError(format!("masks must be {n}x{n}")));
+            return Err(SpecError::Invalid(format!("masks must be {n}x{n}")));
         }
         let at = |m: &[bool], s: usize, t: usize| m[s * n + t];
         for s in 0..n {
             if !at(&c, s, s) {
-                return Err(SpecError(format!(
+                return Err(SpecError::Invalid(format!(
                     "c is not reflexive: sample {s} does not match itself"
                 )));
             }
             for t in 0..n {
                 if at(&c, s, t) != at(&c, t, s) {
-                    return Err(SpecError(format!("c is not symmetric at samples {s} and {t}")));
+                    return Err(SpecError::Invalid(format!(
+                        "c is not symmetric at samples {s} and {t}"
+                    )));
                 }
                 if at(&w, s, t) != at(&w, t, s) {
-                    return Err(SpecError(format!("w is not symmetric at samples {s} and {t}")));
+                    return Err(SpecError::Invalid(format!(
+                        "w is not symmetric at samples {s} and {t}"
+                    )));
                 }
                 // Transitivity, in O(n^2) per positive pair's rows: s ~ t must mean s and t
                 // match exactly the same samples.
@@ -435,16 +503,28 @@ impl Masks {
                     let u = (0..n)
                         .find(|&u| at(&c, s, u) != at(&c, t, u))
                         .expect("rows differ");
-                    return Err(SpecError(format!(
+                    return Err(SpecError::Invalid(format!(
                         "c is not transitive: samples {s} and {t} match, but only one of them matches {u}"
                     )));
                 }
             }
+            if at(&w, s, s) {
+                return Err(SpecError::Invalid(format!(
+                    "w pairs sample {s} with itself: a sample is its own positive only by definition, not a pair to learn from"
+                )));
+            }
             if !(0..n).any(|t| at(&c, s, t) && at(&w, s, t)) {
-                return Err(SpecError(format!(
+                return Err(SpecError::Invalid(format!(
                     "sample {s} has no positive among the pairs that take part"
                 )));
             }
+        }
+        // Checked last: every other rule is about the spec, this one about the batch.
+        if let Some(s) = (0..n).find(|&s| !(0..n).any(|t| !at(&c, s, t) && at(&w, s, t))) {
+            return Err(SpecError::NoNegative {
+                sample: s,
+                hint: String::new(),
+            });
         }
         Ok(Masks { n, c, w })
     }
@@ -605,5 +685,48 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string()
             .contains("reflexive"));
+    }
+
+    #[test]
+    fn masks_without_negatives_or_with_self_pairs_are_refused() {
+        // Two samples that match, one pair: a positive and no negative, so the loss is 0.
+        let n = 2;
+        let c = vec![true; 4];
+        let w = vec![false, true, true, false];
+        let err = Masks::new(n, c.clone(), w.clone()).unwrap_err();
+        assert!(matches!(err, SpecError::NoNegative { sample: 0, .. }), "{err}");
+        // A sample paired with itself is refused, whatever else holds.
+        let mut with_self = w.clone();
+        with_self[0] = true;
+        let err = Masks::new(n, c, with_self).unwrap_err().to_string();
+        assert!(err.contains("with itself"), "{err}");
+        // A sample without a positive is refused before negatives are looked at.
+        let n = 3;
+        let c: Vec<bool> = (0..9)
+            .map(|i| i / n == i % n || (i / n < 2 && i % n < 2))
+            .collect();
+        let w: Vec<bool> = (0..9).map(|i| i / n != i % n).collect();
+        let err = Masks::new(n, c, w).unwrap_err().to_string();
+        assert!(err.contains("sample 2 has no positive"), "{err}");
+    }
+
+    #[test]
+    fn one_record_batches_without_negatives_are_refused_up_front() {
+        // cross-modal: invariant to all but the sample, so one record's views all match.
+        let p = TransformSpec::preset("cross-modal").unwrap();
+        let err = p.spec.check_batch(1, p.shifts, p.reversal).unwrap_err();
+        assert!(
+            matches!(err, SpecError::NoNegative { .. }) && err.to_string().contains("data.batch_size of 2"),
+            "{err}"
+        );
+        p.spec.check_batch(2, p.shifts, p.reversal).unwrap();
+        // The default preset is distinct to shift and reversal: one record has negatives.
+        let p = TransformSpec::preset(DEFAULT_PRESET).unwrap();
+        p.spec.check_batch(1, p.shifts, p.reversal).unwrap();
+        // Every preset is usable at the loader's default batch.
+        for name in preset_names() {
+            let p = TransformSpec::preset(name).unwrap();
+            p.spec.check_batch(8, p.shifts, p.reversal).unwrap();
+        }
     }
 }

@@ -24,7 +24,7 @@ use crate::precision::bf16_autocast;
 use crate::run_log::{self, RunLog, StepRecord};
 use crate::schedule::Schedule;
 use crate::sgd::Sgd;
-use crate::spec::SpecError;
+use crate::spec::{Masks, SpecError, TransformSpec};
 
 /// The resolved config a run directory keeps.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -120,6 +120,9 @@ pub struct Summary {
     pub plot: Option<PathBuf>,
     /// Records the loader skipped as damaged, with the reason (shard and record named).
     pub skipped_records: Vec<String>,
+    /// Batches not trained on because some sample had no negative (left with too few
+    /// records after damaged ones were skipped), with the reason.
+    pub passed_over_batches: Vec<String>,
 }
 
 /// Reads the resolved config a run directory keeps (for `--resume`).
@@ -234,21 +237,20 @@ fn build_trainable(
     Ok((vs, model, sgd))
 }
 
-/// One optimizer step on a batch: masks from the spec, embeddings, GDT-NCE, backward, SGD.
+/// One optimizer step on a batch: embeddings, GDT-NCE over its masks, backward, SGD.
 /// Returns the loss without waiting for the device.
 #[allow(clippy::too_many_arguments)]
 fn gdt_step(
-    resolved: &Resolved,
+    cfg: &TrainConfig,
     model: &GdtModel,
     sgd: &mut Sgd,
     batch: &DeviceBatch,
+    masks: &Masks,
     lr: f64,
-    device: Device,
     bf16: bool,
     channels_last: bool,
-) -> Result<Tensor, TrainError> {
-    let cfg = &resolved.config;
-    let masks = resolved.spec.masks(&batch.views)?;
+) -> Tensor {
+    let device = batch.video.device();
     let (c, w) = masks.as_f32();
     let n = masks.n as i64;
     let c = Tensor::from_slice(&c).reshape([n, n]).to_device(device);
@@ -267,7 +269,7 @@ fn gdt_step(
     sgd.zero_grad();
     loss.backward();
     sgd.step(lr);
-    Ok(loss)
+    loss
 }
 
 /// Means over the steps of one invocation, its first step excluded (it carries start-up).
@@ -352,26 +354,22 @@ pub fn train(
         run_dir: run_dir.to_path_buf(),
     });
 
-    let mut next = Some(fetch(&mut loader, device)?);
+    let mut passed_over = Vec::new();
+    let mut next = Some(fetch(&mut loader, &resolved.spec, device, &mut passed_over)?);
     let (mut final_loss, mut last_checkpoint, mut rates) = (f64::NAN, None, Rates::default());
     for step in start.step..total {
         let t0 = Instant::now();
-        let (batch, state_after) = next.take().expect("fetched before each step");
+        let Ready {
+            batch,
+            masks,
+            state: state_after,
+        } = next.take().expect("fetched before each step");
         let lr = schedule.lr(step);
-        let loss = gdt_step(
-            resolved,
-            &model,
-            &mut sgd,
-            &batch,
-            lr,
-            device,
-            bf16,
-            channels_last,
-        )?;
+        let loss = gdt_step(cfg, &model, &mut sgd, &batch, &masks, lr, bf16, channels_last);
         // Overlap: the next batch is taken and its upload queued while the device works.
         let waited = Instant::now();
         if step + 1 < total {
-            next = Some(fetch(&mut loader, device)?);
+            next = Some(fetch(&mut loader, &resolved.spec, device, &mut passed_over)?);
         }
         let wait = waited.elapsed().as_secs_f64();
         let loss_value = loss.double_value(&[]); // waits for the step to finish
@@ -412,6 +410,7 @@ pub fn train(
         }
     }
     let skipped_records = loader.skipped().into_iter().map(|s| s.error).collect();
+    let passed_over_batches = passed_over;
     drop(loader);
     let plot = if cfg.run.plot {
         Some(write_plot(run_dir)?)
@@ -428,14 +427,28 @@ pub fn train(
         checkpoint: last_checkpoint.expect("the last step always checkpoints"),
         plot,
         skipped_records,
+        passed_over_batches,
     })
 }
 
-/// The next batch that holds any record, on the device, and the loader position after it
-/// (what a checkpoint taken after training on it must record). A batch whose records were
-/// all skipped as damaged (they are listed in the summary) is passed over: there is nothing
-/// to train on.
-fn fetch(loader: &mut Loader, device: Device) -> Result<(DeviceBatch, LoaderState), TrainError> {
+/// A batch ready for a step: on the device, its masks, and the loader position after it
+/// (what a checkpoint taken after training on it must record).
+struct Ready {
+    batch: DeviceBatch,
+    masks: Masks,
+    state: LoaderState,
+}
+
+/// The next batch the loss can learn from. Passed over, and listed in `passed_over`: a batch
+/// whose records were all skipped as damaged (the loader lists those), and one left without
+/// a negative for some sample (a damaged record skipped out of a two-record batch under a
+/// spec invariant to all but the sample): its loss would be exactly 0.
+fn fetch(
+    loader: &mut Loader,
+    spec: &TransformSpec,
+    device: Device,
+    passed_over: &mut Vec<String>,
+) -> Result<Ready, TrainError> {
     loop {
         let batch = loader
             .next()
@@ -443,7 +456,22 @@ fn fetch(loader: &mut Loader, device: Device) -> Result<(DeviceBatch, LoaderStat
         if batch.records == 0 {
             continue;
         }
+        let masks = match spec.masks(batch.views()) {
+            Ok(m) => m,
+            Err(e @ SpecError::NoNegative { .. }) => {
+                passed_over.push(format!(
+                    "epoch {} batch {} ({} records): {e}",
+                    batch.epoch, batch.index, batch.records
+                ));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let state = loader.state();
-        return Ok((DeviceBatch::upload(batch, device), state));
+        return Ok(Ready {
+            batch: DeviceBatch::upload(batch, device),
+            masks,
+            state,
+        });
     }
 }

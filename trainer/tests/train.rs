@@ -246,3 +246,43 @@ fn a_batch_of_only_damaged_records_is_passed_over_and_reported() {
     assert_eq!(log.len(), 14, "every step trained on a record");
     assert!(log.iter().all(|r| r.loss.is_finite()));
 }
+
+/// Under a spec invariant to all but the sample, a batch left with one record (its partner
+/// skipped as damaged) has no negative: its loss would be exactly 0. The trainer passes over
+/// it and reports it; a config whose every batch is like that is refused up front.
+#[test]
+fn batches_without_negatives_are_passed_over_and_such_configs_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    dataset(&data);
+    let err = config(&data, 2, &["data.batch_size=1", "loss.preset=\"cross-modal\""])
+        .resolve()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no negative") && err.contains("data.batch_size of 2"),
+        "{err}"
+    );
+
+    let shard = data.join("shard-00000.gdt");
+    let (offset, len) = gdt_formats::shard::Shard::open(&shard)
+        .unwrap()
+        .record(5)
+        .unwrap()
+        .blob_location(1);
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[offset as usize + len as usize / 2] ^= 0xff;
+    std::fs::write(&shard, &bytes).unwrap();
+    // 12 records, 2 per step: 8 steps cross an epoch, so record 5's batch comes up.
+    let cfg = config(&data, 8, &["data.batch_size=2", "loss.preset=\"cross-modal\""])
+        .resolve()
+        .unwrap();
+    let summary = train::train(&cfg, &dir.path().join("run"), false, &mut Silent).unwrap();
+    assert!(!summary.passed_over_batches.is_empty());
+    for e in &summary.passed_over_batches {
+        assert!(e.contains("1 records") && e.contains("no negative"), "{e}");
+    }
+    let log = run_log::read(&dir.path().join("run").join(run_log::LOG_FILE)).unwrap();
+    assert_eq!(log.len(), 8, "every step trained on a batch with negatives");
+    assert!(log.iter().all(|r| r.loss.is_finite() && r.loss > 0.0));
+}

@@ -91,6 +91,15 @@ pub fn run(args: TrainArgs) -> Result<i32> {
             println!("  {e}");
         }
     }
+    if !summary.passed_over_batches.is_empty() {
+        println!(
+            "{} batch(es) were passed over, the loss could not learn from them:",
+            summary.passed_over_batches.len()
+        );
+        for e in &summary.passed_over_batches {
+            println!("  {e}");
+        }
+    }
     Ok(0)
 }
 
