@@ -47,6 +47,25 @@ pub enum MelFilters {
     Reference,
 }
 
+/// How mono samples reach the filterbank.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pcm {
+    /// Rounded to 16-bit integers first (to nearest, ties to even, clipped to
+    /// -32768..=32767): what FFmpeg's `s16` output gives the reference, which reads its audio
+    /// that way. Near-silence then sits at the reference's ln(eps) floor.
+    Int16,
+    /// Floats at int16 scale, never rounded: how gdt analysed audio before `pcm` existed.
+    Float,
+}
+
+impl Pcm {
+    /// What a dataset that does not name `pcm` was packed with (it predates the field).
+    fn unnamed() -> Pcm {
+        Pcm::Float
+    }
+}
+
 /// Everything that decides the bytes of a packed record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PackParams {
@@ -80,6 +99,11 @@ pub struct PackParams {
     pub fmax_hz: f32,
     /// How the filters are built.
     pub mel_filters: MelFilters,
+    /// How samples are quantised before analysis. Missing in datasets packed before it
+    /// existed, which read as [`Pcm::Float`], so a resume of one with today's defaults is
+    /// refused while reading it works.
+    #[serde(default = "Pcm::unnamed")]
+    pub pcm: Pcm,
 }
 
 impl Default for PackParams {
@@ -100,6 +124,7 @@ impl Default for PackParams {
             fmin_hz: 0.0,
             fmax_hz: 12_000.0,
             mel_filters: MelFilters::Reference,
+            pcm: Pcm::Int16,
         }
     }
 }
@@ -209,6 +234,20 @@ impl PackParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameters_without_pcm_are_the_unrounded_path_of_earlier_packs() {
+        let mut json = serde_json::to_value(PackParams::default()).unwrap();
+        assert_eq!(json["pcm"], "int16");
+        json.as_object_mut().unwrap().remove("pcm");
+        let old: PackParams = serde_json::from_value(json).unwrap();
+        assert_eq!(old.pcm, Pcm::Float);
+        assert_ne!(
+            old,
+            PackParams::default(),
+            "a resume across the change is refused"
+        );
+    }
 
     #[test]
     fn stored_geometry_keeps_the_short_side_and_crops_the_long_one() {

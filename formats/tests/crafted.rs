@@ -365,3 +365,36 @@ fn mutated_dataset_json_never_panics() {
     );
     assert!(rejected.get() > 0);
 }
+
+/// Two rules a reader written from FORMAT.md must also check, each broken alone in a file
+/// whose checksums all verify: the reserved field of a record entry is 0, and blobs fill the
+/// region between header and index back to back (no unchecked bytes between them).
+#[test]
+fn a_reserved_field_or_a_gap_between_blobs_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.gdt");
+    write_shard(&path, 3, FrameCodec::default());
+    let good = std::fs::read(&path).unwrap();
+    let l = layout(&good);
+
+    let mut b = good.clone();
+    b[l.index_offset + 32 + 28] = 7; // record 1's reserved u32
+    reseal(&mut b);
+    std::fs::write(&path, &b).unwrap();
+    let err = Shard::open(&path).err().expect("refused").to_string();
+    assert!(err.contains("record 1") && err.contains("reserved"), "{err}");
+
+    // Blob 2 (record 0's first frame chunk) one byte shorter: a byte between it and blob 3
+    // belongs to no blob.
+    let mut b = good.clone();
+    let at = l.index_offset + l.records * 32 + 2 * 24 + 8;
+    let len = u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    b[at..at + 4].copy_from_slice(&(len - 1).to_le_bytes());
+    reseal(&mut b);
+    std::fs::write(&path, &b).unwrap();
+    let err = Shard::open(&path).err().expect("refused").to_string();
+    assert!(
+        err.contains("blob 3 starts at") && err.contains("previous blob ends"),
+        "{err}"
+    );
+}

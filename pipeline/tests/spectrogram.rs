@@ -3,7 +3,7 @@
 // The reference loops are written like the Python they mirror, indices and all.
 #![allow(clippy::needless_range_loop)]
 
-use gdt_formats::params::PackParams;
+use gdt_formats::params::{PackParams, Pcm};
 use gdt_pipeline::source::spectrogram::{MelSpectrogram, LOG_EPS};
 
 /// python_speech_features 0.6 logfbank, written out directly in f64.
@@ -14,7 +14,15 @@ fn reference(samples: &[f64], p: &PackParams) -> Vec<Vec<f64>> {
         p.nfft as usize,
         p.sample_rate as f64,
     );
-    let mut sig: Vec<f64> = samples.iter().map(|s| s * 32768.0).collect();
+    // The reference reads int16 PCM from FFmpeg (`s16`: scaled, rounded to nearest with ties
+    // to even, clipped); `pcm = "float"` skips the rounding.
+    let mut sig: Vec<f64> = samples
+        .iter()
+        .map(|s| match p.pcm {
+            Pcm::Int16 => (s * 32768.0).round_ties_even().clamp(-32768.0, 32767.0),
+            Pcm::Float => s * 32768.0,
+        })
+        .collect();
     for i in (1..sig.len()).rev() {
         sig[i] -= 0.97 * sig[i - 1];
     }
@@ -181,4 +189,28 @@ fn with_257_filters_38_rows_are_empty_as_in_the_reference() {
         .filter(|&m| (0..frames).all(|t| spec[m * frames + t] == LOG_EPS))
         .count();
     assert_eq!(empty_rows, 38);
+}
+
+/// Near-silence: in the reference, int16 rounding makes a signal below half a step exactly 0,
+/// and every row sits at ln(eps). Unrounded floats give rows far from it (about -19.7 here)
+/// and, at other levels, below it.
+#[test]
+fn near_silence_sits_at_the_reference_floor_only_when_rounded_to_int16() {
+    let quiet: Vec<f32> = (0..24_000).map(|i| 1.2e-5 * ((i as f32 * 0.37).sin())).collect();
+    for pcm in [Pcm::Int16, Pcm::Float] {
+        let p = PackParams {
+            mels: 40,
+            pcm,
+            ..PackParams::default()
+        };
+        let (spec, _) = MelSpectrogram::new(&p).compute(&quiet);
+        let at_floor = spec.iter().filter(|&&v| v == LOG_EPS).count();
+        match pcm {
+            Pcm::Int16 => assert_eq!(at_floor, spec.len(), "every value at ln(eps)"),
+            Pcm::Float => assert_eq!(at_floor, 0, "unrounded: nothing at ln(eps)"),
+        }
+    }
+    // A level that rounds to +-1, 0: the int16 path matches the direct reference.
+    let faint: Vec<f32> = (0..24_000).map(|i| 4.0e-5 * ((i as f32 * 0.05).sin())).collect();
+    compare(&faint, 40, &[0, 10, 50, 98]);
 }

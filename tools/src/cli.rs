@@ -198,6 +198,10 @@ pub struct PackArgs {
     /// Windows of --max-seconds per video: long videos give up to this many records.
     #[arg(long, default_value_t = 1)]
     pub windows: u32,
+    /// Audio samples as the filterbank sees them: int16 (rounded as FFmpeg's s16 output the
+    /// reference reads: its exact spectrogram) or float (unrounded, as gdt did before).
+    #[arg(long, value_enum, default_value_t = PcmArg::Int16)]
+    pub pcm: PcmArg,
     /// Mel filters: 257 (the paper's) or 40 (the reference's Kinetics default).
     #[arg(long, default_value_t = PackParams::default().mels)]
     pub mels: u32,
@@ -245,6 +249,24 @@ pub enum Codec {
     Raw,
     /// Baseline JPEG per frame, lossy and smaller.
     Jpeg,
+}
+
+/// `gdt pack --pcm`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PcmArg {
+    /// Rounded to 16-bit integers, as the reference.
+    Int16,
+    /// Unrounded floats.
+    Float,
+}
+
+impl From<PcmArg> for gdt_formats::params::Pcm {
+    fn from(p: PcmArg) -> Self {
+        match p {
+            PcmArg::Int16 => gdt_formats::params::Pcm::Int16,
+            PcmArg::Float => gdt_formats::params::Pcm::Float,
+        }
+    }
 }
 
 /// `gdt pack --no-audio`: what to do with videos that have no audio stream.

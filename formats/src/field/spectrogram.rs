@@ -28,6 +28,7 @@ pub fn decode_with(
     out: &mut [f32],
 ) -> Result<(), String> {
     raw.resize(out.len() * 2, 0);
+    super::frames::single_frame(src)?;
     let n = zstd
         .decompress_to_buffer(src, raw)
         .map_err(|e| format!("zstd: {e}"))?;

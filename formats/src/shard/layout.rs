@@ -209,9 +209,13 @@ impl RecordEntry {
         }
     }
 
-    /// Reads an entry from exactly [`RecordEntry::LEN`] bytes.
-    pub fn parse(b: &[u8]) -> RecordEntry {
-        RecordEntry {
+    /// Reads an entry from exactly [`RecordEntry::LEN`] bytes; `None` when the reserved
+    /// field is not 0 (a later version's meaning this one cannot know).
+    pub fn parse(b: &[u8]) -> Option<RecordEntry> {
+        if u32_at(b, 28) != 0 {
+            return None;
+        }
+        Some(RecordEntry {
             frames: u32_at(b, 0),
             width: u32_at(b, 4),
             height: u32_at(b, 8),
@@ -219,7 +223,7 @@ impl RecordEntry {
             mels: u32_at(b, 16),
             first_blob: u32_at(b, 20),
             blob_count: u32_at(b, 24),
-        }
+        })
     }
 }
 
@@ -286,8 +290,10 @@ mod tests {
             blob_count: 7,
         };
         r.write_to(&mut b);
-        assert_eq!((b.len(), RecordEntry::parse(&b)), (RecordEntry::LEN, r));
+        assert_eq!((b.len(), RecordEntry::parse(&b)), (RecordEntry::LEN, Some(r)));
         assert_eq!(&b[28..], &[0, 0, 0, 0], "reserved is written 0");
+        b[30] = 1;
+        assert_eq!(RecordEntry::parse(&b), None, "reserved must be 0");
         b.clear();
         let e = BlobEntry {
             offset: 1 << 40,

@@ -120,10 +120,14 @@ impl Shard {
             });
         }
         let (entries, blob_entries) = index.split_at(footer.record_count as usize * RecordEntry::LEN);
-        let records: Vec<RecordEntry> = entries
-            .chunks_exact(RecordEntry::LEN)
-            .map(RecordEntry::parse)
-            .collect();
+        let mut records = Vec::with_capacity(footer.record_count as usize);
+        for (i, e) in entries.chunks_exact(RecordEntry::LEN).enumerate() {
+            records.push(RecordEntry::parse(e).ok_or_else(|| FormatError::Record {
+                path: path.to_path_buf(),
+                record: i,
+                what: "reserved field of its index entry is not 0".into(),
+            })?);
+        }
         let blobs: Vec<BlobEntry> = blob_entries
             .chunks_exact(BlobEntry::LEN)
             .map(BlobEntry::parse)
@@ -149,6 +153,7 @@ impl Shard {
             what,
         };
         let mut next_blob = 0u64;
+        let mut next_offset = header_end;
         for (i, r) in self.records.iter().enumerate() {
             if r.width == 0 || r.height == 0 || r.width.max(r.height) > p.max_long_side.max(p.short_side) {
                 return Err(bad(
@@ -194,6 +199,18 @@ impl Shard {
                 if blob.offset < header_end || end.is_none_or(|e| e > index_offset) {
                     return Err(bad(i, format!("blob {k} lies outside the records region")));
                 }
+                // Blobs fill the region back to back, in index order: no byte is unaccounted
+                // for (and so unchecked).
+                if blob.offset != next_offset {
+                    return Err(bad(
+                        i,
+                        format!(
+                            "blob {k} starts at {}, the previous blob ends at {next_offset}",
+                            blob.offset
+                        ),
+                    ));
+                }
+                next_offset += blob.len as u64;
                 let expected = match k {
                     0 => blob.len as u64,
                     1 => r.mels as u64 * r.spec_frames as u64 * 2,
@@ -217,6 +234,12 @@ impl Shard {
             return Err(FormatError::malformed(
                 &self.path,
                 "index has blobs that belong to no record",
+            ));
+        }
+        if next_offset != index_offset {
+            return Err(FormatError::malformed(
+                &self.path,
+                format!("blobs end at {next_offset}, the index starts at {index_offset}"),
             ));
         }
         Ok(())

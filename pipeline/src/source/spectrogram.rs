@@ -7,6 +7,10 @@
 //! triangular mel filters built by its `get_filterbanks`, energies of exactly 0 replaced by
 //! float64 epsilon, natural log.
 //!
+//! The reference's samples are int16: with `pcm = "int16"` (the default) they are rounded
+//! to integers before pre-emphasis, exactly as FFmpeg's `s16` output is, so near-silence
+//! falls to the same ln(eps) floor; `pcm = "float"` keeps the unrounded samples.
+//!
 //! One consequence is kept on purpose, for compatibility with models and constants from the
 //! reference: with 257 filters over 1024 FFT bins at 24 kHz the lowest filters are narrower
 //! than a bin, come out empty, and their rows sit at ln(eps) = -36.04 (38 of the 257 rows).
@@ -14,7 +18,7 @@
 
 use std::sync::Arc;
 
-use gdt_formats::params::PackParams;
+use gdt_formats::params::{PackParams, Pcm};
 use realfft::{RealFftPlanner, RealToComplex};
 
 /// ln(f64::EPSILON), the value of an empty filter's row.
@@ -34,8 +38,15 @@ pub struct MelSpectrogram {
     hop: usize,
     nfft: usize,
     preemphasis: f32,
+    pcm: Pcm,
     filters: Vec<Filter>,
     fft: Arc<dyn RealToComplex<f32>>,
+}
+
+/// A sample in [-1, 1] as FFmpeg's float-to-s16 conversion gives it: scaled by 32768,
+/// rounded to nearest (ties to even, `lrintf`), clipped to the int16 range.
+pub fn int16(sample: f32) -> f32 {
+    (sample * INT16_SCALE).round_ties_even().clamp(-32768.0, 32767.0)
 }
 
 fn hz_to_mel(hz: f64) -> f64 {
@@ -80,6 +91,7 @@ impl MelSpectrogram {
             hop: params.hop_samples as usize,
             nfft,
             preemphasis: params.preemphasis,
+            pcm: params.pcm,
             filters,
             fft: RealFftPlanner::<f32>::new().plan_fft_forward(nfft),
         }
@@ -114,19 +126,33 @@ impl MelSpectrogram {
         let frames = self.frame_count(samples.len());
         let mels = self.filters.len();
         let mut out = vec![0f32; mels * frames];
-        let emphasised: Vec<f32> = samples
-            .iter()
-            .enumerate()
-            .map(|(i, &s)| {
-                let prev = if i == 0 {
-                    0.0
-                } else {
-                    samples[i - 1] * self.preemphasis
-                };
-                let x = if i == 0 { s } else { s - prev };
-                x * INT16_SCALE
-            })
-            .collect();
+        let emphasised: Vec<f32> = match self.pcm {
+            Pcm::Int16 => {
+                let q: Vec<f32> = samples.iter().map(|&s| int16(s)).collect();
+                (0..q.len())
+                    .map(|i| {
+                        if i == 0 {
+                            q[0]
+                        } else {
+                            q[i] - self.preemphasis * q[i - 1]
+                        }
+                    })
+                    .collect()
+            }
+            Pcm::Float => samples
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| {
+                    let prev = if i == 0 {
+                        0.0
+                    } else {
+                        samples[i - 1] * self.preemphasis
+                    };
+                    let x = if i == 0 { s } else { s - prev };
+                    x * INT16_SCALE
+                })
+                .collect(),
+        };
         let mut input = self.fft.make_input_vec();
         let mut spectrum = self.fft.make_output_vec();
         let mut scratch = self.fft.make_scratch_vec();

@@ -57,6 +57,7 @@ pub fn params_from(args: &PackArgs) -> PackParams {
         max_seconds: args.max_seconds,
         codec,
         mels: args.mels,
+        pcm: args.pcm.into(),
         ..base
     }
 }

@@ -15,6 +15,19 @@ pub mod jpeg;
 
 use crate::params::FrameCodec;
 
+/// Checks that `src` is exactly one zstd frame: zstd itself would also decode frames
+/// concatenated after the first (or skip skippable ones), which the format does not allow.
+pub fn single_frame(src: &[u8]) -> Result<(), String> {
+    match zstd::zstd_safe::find_frame_compressed_size(src) {
+        Ok(n) if n == src.len() => Ok(()),
+        Ok(n) => Err(format!(
+            "{} bytes follow the zstd frame ({n} bytes)",
+            src.len() - n
+        )),
+        Err(code) => Err(format!("zstd: {}", zstd::zstd_safe::get_error_name(code))),
+    }
+}
+
 /// The size of one stored frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameShape {
@@ -113,6 +126,7 @@ impl ChunkDecoder {
             FrameCodec::RawZstd { delta, .. } => delta,
             FrameCodec::Jpeg { .. } => return jpeg::decode(src, shape, out),
         };
+        single_frame(src)?;
         let n = self
             .zstd
             .decompress_to_buffer(src, out)
@@ -136,6 +150,23 @@ impl ChunkDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_is_exactly_one_zstd_frame() {
+        let shape = FrameShape { width: 4, height: 2 };
+        let codec = FrameCodec::default();
+        let frames: Vec<u8> = (0..2 * shape.bytes()).map(|i| (i * 7) as u8).collect();
+        let mut blob = encode_chunk(&frames, shape, &codec).unwrap();
+        let mut out = vec![0u8; frames.len()];
+        let mut d = ChunkDecoder::new().unwrap();
+        d.decode(&blob, shape, &codec, &mut out).unwrap();
+        assert_eq!(out, frames);
+        // A second (here empty) frame after the first decodes to the same bytes in zstd, but
+        // the format holds one frame per blob.
+        blob.extend(zstd::bulk::compress(&[], 1).unwrap());
+        let err = d.decode(&blob, shape, &codec, &mut out).unwrap_err();
+        assert!(err.contains("follow the zstd frame"), "{err}");
+    }
 
     #[test]
     fn round_trip_with_and_without_delta() {
