@@ -370,10 +370,72 @@ pub fn decode_audio_mono(path: &Path) -> Result<DecodedAudio, DecodeError> {
     Ok(out)
 }
 
-/// Appends the frame's samples, averaged over channels, as f32 in [-1, 1].
+/// The weight of each channel of a `layout` (FFmpeg's channel bits; channels in bit order)
+/// in a mono downmix: the matrix libswresample builds for `ffmpeg -ac 1` with its default
+/// options, for 16-bit output as the reference reads it. Before normalisation: front centre 1,
+/// front left and right 1/sqrt(2) each, front left/right of centre 1/sqrt(2), back and side
+/// channels (and back centre) 1/2 each (surround mix level 1/sqrt(2), times 1/sqrt(2)), LFE 0
+/// (LFE mix level 0), anything else 0. Then every weight is divided by their sum when the sum
+/// is above 1 (so stereo is the mean of its two channels; 5.1 is 0.293 C, 0.207 L and R,
+/// 0.146 per surround, no LFE). A layout that does not match `channels` (unknown or
+/// unspecified) is taken as FFmpeg's default layout for that many channels, as swresample does.
+pub fn downmix_weights(layout: u64, channels: usize) -> Vec<f32> {
+    use ff::ChannelLayout as L;
+    let bits = if layout.count_ones() as usize == channels {
+        layout
+    } else {
+        L::default(channels as i32).bits()
+    };
+    let half = std::f64::consts::FRAC_1_SQRT_2 * std::f64::consts::FRAC_1_SQRT_2;
+    let weight = |bit: u64| -> f64 {
+        let l = L::from_bits_truncate(bit);
+        if l == L::FRONT_CENTER {
+            1.0
+        } else if [
+            L::FRONT_LEFT,
+            L::FRONT_RIGHT,
+            L::FRONT_LEFT_OF_CENTER,
+            L::FRONT_RIGHT_OF_CENTER,
+        ]
+        .contains(&l)
+        {
+            std::f64::consts::FRAC_1_SQRT_2
+        } else if [
+            L::BACK_LEFT,
+            L::BACK_RIGHT,
+            L::SIDE_LEFT,
+            L::SIDE_RIGHT,
+            L::BACK_CENTER,
+        ]
+        .contains(&l)
+        {
+            half
+        } else {
+            0.0
+        }
+    };
+    let mut w: Vec<f64> = (0..64)
+        .map(|i| 1u64 << i)
+        .filter(|b| bits & b != 0)
+        .map(weight)
+        .collect();
+    if channels == 1 || w.len() != channels {
+        // Mono (whatever its one channel is called), or a layout FFmpeg could not name: equal weights.
+        w = vec![1.0 / channels.max(1) as f64; channels.max(1)];
+    }
+    let sum: f64 = w.iter().sum();
+    if sum > 1.0 {
+        w.iter_mut().for_each(|x| *x /= sum);
+    }
+    w.into_iter().map(|x| x as f32).collect()
+}
+
+/// Appends the frame's samples, downmixed to mono with [`downmix_weights`], as f32 in
+/// [-1, 1].
 pub(crate) fn downmix_into(f: &frame::Audio, out: &mut Vec<f32>) -> Result<(), String> {
     let n = f.samples();
     let ch = f.channels().max(1) as usize;
+    let weights = downmix_weights(f.channel_layout().bits(), ch);
     let planar = f.is_planar();
     let read: fn(&[u8], usize) -> f32 = match f.format() {
         Sample::U8(_) => |b, i| (b[i] as f32 - 128.0) / 128.0,
@@ -387,19 +449,18 @@ pub(crate) fn downmix_into(f: &frame::Audio, out: &mut Vec<f32>) -> Result<(), S
     };
     let base = out.len();
     out.resize(base + n, 0.0);
-    let scale = 1.0 / ch as f32;
     if planar {
-        for c in 0..ch {
+        for (c, &wc) in weights.iter().enumerate() {
             let plane = f.data(c);
             for i in 0..n {
-                out[base + i] += read(plane, i) * scale;
+                out[base + i] += read(plane, i) * wc;
             }
         }
     } else {
         let data = f.data(0);
         for i in 0..n {
-            for c in 0..ch {
-                out[base + i] += read(data, i * ch + c) * scale;
+            for (c, &wc) in weights.iter().enumerate() {
+                out[base + i] += read(data, i * ch + c) * wc;
             }
         }
     }
