@@ -539,35 +539,13 @@ impl Masks {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use gdt_pipeline::load::augment::{AudioDraw, VideoDraw};
 
-    /// `records` records with the loader's default layout: shift-major, forward then reversed.
+    /// `records` records with the loader's default layout: shift-major, forward then
+    /// reversed; even records' views flipped.
     pub(crate) fn layout(records: u32, shifts: u8, reversal: bool) -> Vec<ViewMeta> {
-        let mut v = Vec::new();
-        for record in 0..records {
-            for shift in 0..shifts {
-                for reversed in [false, true].into_iter().take(1 + reversal as usize) {
-                    v.push(ViewMeta {
-                        record,
-                        label: None,
-                        shift,
-                        start_frame: 0,
-                        audio_start: 0,
-                        reversed,
-                        video: VideoDraw {
-                            crop_box: [0.0; 4],
-                            scale: 128.0,
-                            flip: record % 2 == 0,
-                            jitter: None,
-                        },
-                        audio: AudioDraw {
-                            gain_log: 0.0,
-                            freq_mask: (0, 0),
-                            time_mask: (0, 0),
-                        },
-                    });
-                }
-            }
+        let mut v = uniform_views(records as usize, shifts as usize, reversal);
+        for view in &mut v {
+            view.video.flip = view.record % 2 == 0;
         }
         v
     }

@@ -224,15 +224,7 @@ fn a_batch_of_only_damaged_records_is_passed_over_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     dataset(&data);
-    let shard = data.join("shard-00000.gdt");
-    let (offset, len) = gdt_formats::shard::Shard::open(&shard)
-        .unwrap()
-        .record(5)
-        .unwrap()
-        .blob_location(1);
-    let mut bytes = std::fs::read(&shard).unwrap();
-    bytes[offset as usize + len as usize / 2] ^= 0xff;
-    std::fs::write(&shard, &bytes).unwrap();
+    damage_spectrogram(&data, 5);
 
     // 12 records, one per step: 14 steps cross an epoch, so record 5 comes up at least once.
     let cfg = config(&data, 14, &["data.batch_size=1"]).resolve().unwrap();
@@ -264,15 +256,7 @@ fn batches_without_negatives_are_passed_over_and_such_configs_refused() {
         "{err}"
     );
 
-    let shard = data.join("shard-00000.gdt");
-    let (offset, len) = gdt_formats::shard::Shard::open(&shard)
-        .unwrap()
-        .record(5)
-        .unwrap()
-        .blob_location(1);
-    let mut bytes = std::fs::read(&shard).unwrap();
-    bytes[offset as usize + len as usize / 2] ^= 0xff;
-    std::fs::write(&shard, &bytes).unwrap();
+    damage_spectrogram(&data, 5);
     // 12 records, 2 per step: 8 steps cross an epoch, so record 5's batch comes up.
     let cfg = config(&data, 8, &["data.batch_size=2", "loss.preset=\"cross-modal\""])
         .resolve()
@@ -285,4 +269,18 @@ fn batches_without_negatives_are_passed_over_and_such_configs_refused() {
     let log = run_log::read(&dir.path().join("run").join(run_log::LOG_FILE)).unwrap();
     assert_eq!(log.len(), 8, "every step trained on a batch with negatives");
     assert!(log.iter().all(|r| r.loss.is_finite() && r.loss > 0.0));
+}
+
+/// Flips a byte in the middle of record `record`'s spectrogram in the first shard: the
+/// loader then skips that record as damaged.
+fn damage_spectrogram(data: &Path, record: usize) {
+    let shard = data.join("shard-00000.gdt");
+    let (offset, len) = gdt_formats::shard::Shard::open(&shard)
+        .unwrap()
+        .record(record)
+        .unwrap()
+        .blob_location(1);
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[offset as usize + len as usize / 2] ^= 0xff;
+    std::fs::write(&shard, &bytes).unwrap();
 }
