@@ -48,10 +48,9 @@ pub fn source_paths(
             .record(r)
             .and_then(|rec| rec.meta())
             .map_err(LoadError::from)?;
-        let path = match (sources, &ds.manifest.source_root) {
-            (Some(dir), _) => dir.join(&meta.source),
-            (None, Some(dir)) => dir.join(&meta.source),
-            (None, None) => PathBuf::from(&meta.source),
+        let path = match sources.or(ds.manifest.source_root.as_deref()) {
+            Some(dir) => dir.join(&meta.source),
+            None => PathBuf::from(&meta.source),
         };
         if !path.exists() {
             return Err(BaselineError::MissingSource(path));

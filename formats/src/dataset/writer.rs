@@ -38,6 +38,8 @@ pub struct Appended {
     /// Whether the shard before had to close first: the shards listed by
     /// [`DatasetWriter::shards`] are then a resume point just before this input.
     pub closed_shard: bool,
+    /// What they add to the shard, index entries included.
+    pub bytes: u64,
 }
 
 /// Appends records into numbered shards in a dataset directory and describes them.
@@ -117,6 +119,7 @@ impl DatasetWriter {
         Ok(Appended {
             shard: self.shards.len(),
             closed_shard: closed,
+            bytes,
         })
     }
 

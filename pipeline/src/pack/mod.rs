@@ -328,7 +328,7 @@ fn write_input(
             st.shards = writer.shards().to_vec();
             st.save(out)?;
         }
-        outcome.stored_bytes = p.records.iter().map(|r| r.stored_bytes()).sum();
+        outcome.stored_bytes = appended.bytes;
         outcome.shard = Some(appended.shard);
     }
     progress.input_done(&outcome);

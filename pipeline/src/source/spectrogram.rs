@@ -128,14 +128,14 @@ impl MelSpectrogram {
         let mut out = vec![0f32; mels * frames];
         let emphasised: Vec<f32> = match self.pcm {
             Pcm::Int16 => {
-                let q: Vec<f32> = samples.iter().map(|&s| int16(s)).collect();
-                (0..q.len())
-                    .map(|i| {
-                        if i == 0 {
-                            q[0]
-                        } else {
-                            q[i] - self.preemphasis * q[i - 1]
-                        }
+                let mut prev = 0.0;
+                samples
+                    .iter()
+                    .map(|&s| {
+                        let q = int16(s);
+                        let x = q - self.preemphasis * prev;
+                        prev = q;
+                        x
                     })
                     .collect()
             }

@@ -93,15 +93,14 @@ pub fn write_corpus(
             failures,
         });
     }
+    let manifest = out.join(MANIFEST_FILE);
+    gdt_formats::atomic_file::write_atomic(&manifest, manifest_csv(&videos).as_bytes())
+        .map_err(FileError::at(&manifest))?;
     let written: Vec<(PlannedVideo, Written)> = videos
         .into_iter()
         .zip(results)
         .map(|(v, r)| (v, r.expect("every video ran").expect("failures handled above")))
         .collect();
-    let all: Vec<PlannedVideo> = written.iter().map(|(v, _)| v.clone()).collect();
-    let manifest = out.join(MANIFEST_FILE);
-    gdt_formats::atomic_file::write_atomic(&manifest, manifest_csv(&all).as_bytes())
-        .map_err(FileError::at(&manifest))?;
     let description = Description {
         generator: concat!("gdt synth ", env!("CARGO_PKG_VERSION")),
         config,
