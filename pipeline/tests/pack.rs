@@ -301,6 +301,21 @@ fn interrupted_then_resumed_equals_uninterrupted_and_settings_cannot_change() {
         "{err}"
     );
 
+    // So is a pack an older gdt started: the same settings decoded other bytes then.
+    let state_path = resumed.join(".pack-state.json");
+    let state = std::fs::read_to_string(&state_path).unwrap();
+    let mut old: serde_json::Value = serde_json::from_str(&state).unwrap();
+    old["fingerprint"].as_object_mut().unwrap().remove("revision");
+    std::fs::write(&state_path, old.to_string()).unwrap();
+    let err = pack(&inputs, &cfg(&resumed), &Quiet, &AtomicBool::new(false))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("different gdt version (packer revision 0 then"),
+        "{err}"
+    );
+    std::fs::write(&state_path, state).unwrap();
+
     let summary = pack(&inputs, &cfg(&resumed), &Quiet, &AtomicBool::new(false)).unwrap();
     assert!(
         summary.processed_now < inputs.len(),

@@ -30,9 +30,17 @@ pub struct PackState {
     pub complete: bool,
 }
 
+/// Which revision of the decoding path wrote a pack. Raised whenever the same parameters
+/// and sources give other bytes (colour matrices honoured, audio priming timestamps fixed):
+/// a resume across revisions would mix the two in one dataset, so it is refused.
+pub const PACKER_REVISION: u32 = 2;
+
 /// The settings a pack's bytes depend on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fingerprint {
+    /// [`PACKER_REVISION`] of the gdt that started the pack; 0 in packs that predate it.
+    #[serde(default)]
+    pub revision: u32,
     /// The packing parameters.
     pub params: PackParams,
     /// The target shard size.
@@ -63,6 +71,7 @@ impl Fingerprint {
             ));
         }
         Fingerprint {
+            revision: PACKER_REVISION,
             params: config.params.clone(),
             shard_size: config.shard_size,
             max_windows: config.max_windows,
@@ -75,6 +84,12 @@ impl Fingerprint {
 
     /// Names the first setting that differs, for the refusal message.
     pub fn difference(&self, other: &Fingerprint) -> Option<String> {
+        if self.revision != other.revision {
+            return Some(format!(
+                "gdt version (packer revision {} then, {} now)",
+                self.revision, other.revision
+            ));
+        }
         if self.params != other.params {
             return Some("packing parameters".into());
         }

@@ -198,12 +198,13 @@ pub(crate) fn best_video(
     let ctx = codec::context::Context::from_parameters(st.parameters())
         .map_err(ff_err(path, "opening the video decoder"))?;
     let rate = st.avg_frame_rate();
+    let mut decoder = ctx.decoder();
+    decoder.set_packet_time_base(st.time_base());
     Ok(Some(BestStream {
         index: st.index(),
         time_base: st.time_base(),
         avg_fps: (rate.numerator() > 0 && rate.denominator() > 0).then(|| f64::from(rate)),
-        decoder: ctx
-            .decoder()
+        decoder: decoder
             .video()
             .map_err(ff_err(path, "opening the video decoder"))?,
     }))
@@ -219,12 +220,17 @@ pub(crate) fn best_audio(
     };
     let ctx = codec::context::Context::from_parameters(st.parameters())
         .map_err(ff_err(path, "opening the audio decoder"))?;
+    let mut decoder = ctx.decoder();
+    // The decoder drops the priming samples an edit list or a negative start marks (MP3 and
+    // AAC in MP4), and moves the frame's timestamp past them only when it knows the packets'
+    // time base. Without it the first frame keeps the priming's timestamp, the audio looks
+    // that much earlier than it is, and the priming is in effect removed twice.
+    decoder.set_packet_time_base(st.time_base());
     Ok(Some(BestStream {
         index: st.index(),
         time_base: st.time_base(),
         avg_fps: None,
-        decoder: ctx
-            .decoder()
+        decoder: decoder
             .audio()
             .map_err(ff_err(path, "opening the audio decoder"))?,
     }))

@@ -17,6 +17,7 @@ use ffmpeg_next as ff;
 use gdt_formats::params::PackParams;
 
 use crate::ffmpeg_init;
+use crate::source::colour::SourceColour;
 use crate::source::decode::{best_audio, best_video, downmix_into, BestStream, DecodeError};
 use crate::source::resample::resample_mono;
 
@@ -352,64 +353,6 @@ fn window_audio(
 
 /// Chooses, for every output time, the latest source frame not after it, and stores it
 /// scaled and cropped as planar RGB.
-/// How a source's YUV becomes RGB: its matrix (libswscale's `SWS_CS_*`) and whether its
-/// values use the full 0-255 range (JPEG range) or the limited 16-235/240 one.
-///
-/// The stream's own tags decide when it has them. Untagged, the choice is the one players
-/// make: BT.709 for HD sizes (width >= 1280 or height >= 720), BT.601 below; limited range
-/// unless the pixel format is a full-range `yuvj*` one. (libswscale alone takes BT.601 for
-/// anything unspecified, which is wrong for most HD footage.)
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SourceColour {
-    matrix: std::os::raw::c_int,
-    full_range: bool,
-}
-
-impl SourceColour {
-    pub(crate) fn of(f: &frame::Video) -> SourceColour {
-        use ff::color::{Range, Space};
-        use ff::ffi::{SWS_CS_BT2020, SWS_CS_FCC, SWS_CS_ITU601, SWS_CS_ITU709, SWS_CS_SMPTE240M};
-        let matrix = match f.color_space() {
-            Space::BT709 => SWS_CS_ITU709,
-            Space::BT470BG | Space::SMPTE170M => SWS_CS_ITU601,
-            Space::SMPTE240M => SWS_CS_SMPTE240M,
-            Space::FCC => SWS_CS_FCC,
-            Space::BT2020NCL | Space::BT2020CL => SWS_CS_BT2020,
-            _ if f.width() >= 1280 || f.height() >= 720 => SWS_CS_ITU709,
-            _ => SWS_CS_ITU601,
-        };
-        let full_range = match f.color_range() {
-            Range::JPEG => true,
-            Range::MPEG => false,
-            _ => matches!(
-                f.format(),
-                Pixel::YUVJ420P | Pixel::YUVJ422P | Pixel::YUVJ444P | Pixel::YUVJ440P
-            ),
-        };
-        SourceColour { matrix, full_range }
-    }
-
-    /// Sets the scaler's YUV->RGB conversion to this one (RGB out, full range). Sources that
-    /// are not YUV ignore it.
-    fn apply(self, scaler: &mut software::scaling::Context) {
-        use ff::ffi::{sws_getCoefficients, sws_setColorspaceDetails, SWS_CS_DEFAULT};
-        // SAFETY: the context is live and owned by `scaler`; the tables are static ones that
-        // libswscale returns; 1 << 16 is its neutral brightness/contrast/saturation scale.
-        unsafe {
-            sws_setColorspaceDetails(
-                scaler.as_mut_ptr(),
-                sws_getCoefficients(self.matrix),
-                self.full_range as std::os::raw::c_int,
-                sws_getCoefficients(SWS_CS_DEFAULT),
-                1,
-                0,
-                1 << 16,
-                1 << 16,
-            );
-        }
-    }
-}
-
 struct FramePicker {
     step: f64,
     total: usize,
@@ -539,7 +482,7 @@ impl FramePicker {
                 sh,
                 software::scaling::Flags::BILINEAR,
             )?;
-            colour.apply(&mut scaler);
+            colour.set_for_decoding(&mut scaler);
             self.scaler = Some(scaler);
             self.colour = Some(colour);
         }
@@ -603,82 +546,5 @@ impl AudioTrack {
             path: path.to_path_buf(),
             format,
         })
-    }
-}
-
-#[cfg(test)]
-mod colour_tests {
-    use super::*;
-    use ff::color::{Range, Space};
-
-    /// R, G, B of one Y'CbCr triple by the standard's formula, in 8 bits.
-    fn reference_rgb((y, u, v): (u8, u8, u8), (kr, kb): (f64, f64), full: bool) -> [f64; 3] {
-        let (y, pb, pr) = if full {
-            (
-                y as f64 / 255.0,
-                (u as f64 - 128.0) / 255.0,
-                (v as f64 - 128.0) / 255.0,
-            )
-        } else {
-            (
-                (y as f64 - 16.0) / 219.0,
-                (u as f64 - 128.0) / 224.0,
-                (v as f64 - 128.0) / 224.0,
-            )
-        };
-        let r = y + 2.0 * (1.0 - kr) * pr;
-        let b = y + 2.0 * (1.0 - kb) * pb;
-        let g = (y - kr * r - kb * b) / (1.0 - kr - kb);
-        [r, g, b].map(|c| (c * 255.0).clamp(0.0, 255.0))
-    }
-
-    /// A flat YUV 4:2:0 frame with these tags, converted by the packer at its own size.
-    fn packed(width: u32, height: u32, yuv: (u8, u8, u8), space: Space, range: Range) -> Vec<u8> {
-        crate::ffmpeg_init();
-        let mut f = frame::Video::new(Pixel::YUV420P, width, height);
-        for (plane, value) in [yuv.0, yuv.1, yuv.2].into_iter().enumerate() {
-            f.data_mut(plane).fill(value);
-        }
-        f.set_color_space(space);
-        f.set_color_range(range);
-        let mut picker = FramePicker::new(30.0, 1, width, height, width, height);
-        let mut out = Vec::new();
-        picker.convert(&f, &mut out).unwrap();
-        out
-    }
-
-    #[test]
-    fn the_stream_tags_choose_matrix_and_range_and_untagged_hd_is_bt709() {
-        const BT601: (f64, f64) = (0.299, 0.114);
-        const BT709: (f64, f64) = (0.2126, 0.0722);
-        let yuv = (110, 90, 190); // a saturated red-orange, where the matrices differ most
-        let cases = [
-            (320, 240, Space::BT709, Range::MPEG, BT709, false),
-            (320, 240, Space::SMPTE170M, Range::MPEG, BT601, false),
-            (320, 240, Space::BT470BG, Range::JPEG, BT601, true),
-            (320, 240, Space::BT709, Range::JPEG, BT709, true),
-            (320, 240, Space::Unspecified, Range::Unspecified, BT601, false),
-            (1280, 720, Space::Unspecified, Range::Unspecified, BT709, false),
-        ];
-        for (w, h, space, range, k, full) in cases {
-            let out = packed(w, h, yuv, space, range);
-            let want = reference_rgb(yuv, k, full);
-            let plane = (w * h) as usize;
-            for (c, &expect) in want.iter().enumerate() {
-                // Every pixel of the plane (flat frame), R, G, B planes in that order.
-                let got = &out[c * plane..(c + 1) * plane];
-                let worst = got.iter().map(|&g| (g as f64 - expect).abs()).fold(0.0, f64::max);
-                assert!(
-                    worst <= 2.0,
-                    "{w}x{h} {space:?} {range:?}: channel {c} is {} , the standard says {expect:.1}",
-                    got[0]
-                );
-            }
-        }
-        // The test can tell the matrices and ranges apart: they differ by far more than 2.
-        let a = reference_rgb(yuv, BT601, false);
-        let b = reference_rgb(yuv, BT709, false);
-        let c = reference_rgb(yuv, BT601, true);
-        assert!((0..3).any(|i| (a[i] - b[i]).abs() > 8.0) && (0..3).any(|i| (a[i] - c[i]).abs() > 8.0));
     }
 }

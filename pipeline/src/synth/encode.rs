@@ -14,6 +14,7 @@ use super::corpus::Container;
 use super::scene::{Scene, VFR_TIME_BASE};
 use super::SynthError;
 use crate::ffmpeg_init;
+use crate::source::colour::SourceColour;
 use gdt_formats::FileError;
 
 /// Variations for testing how consumers cope with imperfect files.
@@ -25,18 +26,33 @@ pub struct EncodeOptions {
     pub audio_seconds: Option<f64>,
     /// Encode the video as HEVC (libx265) instead of the container's usual codec (MP4, MKV).
     pub hevc: bool,
+    /// Encode the audio as MP3 (libmp3lame) instead of the container's usual codec (MP4, MKV,
+    /// MOV, AVI): MP3's encoder delay is trimmed by an edit list in MP4 and MOV, as in files
+    /// from the wild.
+    pub mp3: bool,
+    /// Tag the video with this Y'CbCr matrix and range, and convert its pixels by them
+    /// (untagged, BT.601 limited range, when `None`).
+    pub colour: Option<(ff::color::Space, ff::color::Range)>,
 }
 
 /// Muxer, video encoder and audio encoder (with its sample format) for a container.
-fn codecs(container: Container, hevc: bool) -> (&'static str, &'static str, &'static str, format::Sample) {
+fn codecs(
+    container: Container,
+    options: &EncodeOptions,
+) -> (&'static str, &'static str, &'static str, format::Sample) {
     use format::sample::Type::{Packed, Planar};
-    let video = |usual| if hevc { "libx265" } else { usual };
-    match container {
+    let video = |usual| if options.hevc { "libx265" } else { usual };
+    let (format_name, video_name, audio_name, sample_format) = match container {
         Container::Mp4 => ("mp4", video("libx264"), "aac", format::Sample::F32(Planar)),
         Container::Mkv => ("matroska", video("libx264"), "aac", format::Sample::F32(Planar)),
         Container::Avi => ("avi", "mpeg4", "pcm_s16le", format::Sample::I16(Packed)),
         Container::Mov => ("mov", video("libx264"), "pcm_s16le", format::Sample::I16(Packed)),
         Container::Webm => ("webm", "libvpx-vp9", "libvorbis", format::Sample::F32(Planar)),
+    };
+    if options.mp3 {
+        (format_name, video_name, "libmp3lame", format::Sample::F32(Planar))
+    } else {
+        (format_name, video_name, audio_name, sample_format)
     }
 }
 
@@ -87,7 +103,13 @@ fn encode(
             reason: "AVI cannot carry a variable frame rate".into(),
         });
     }
-    let (format_name, video_name, audio_name, sample_format) = codecs(container, options.hevc);
+    if container == Container::Webm && options.mp3 {
+        return Err(SynthError::Unsupported {
+            path: tmp.to_path_buf(),
+            reason: "WebM cannot carry MP3".into(),
+        });
+    }
+    let (format_name, video_name, audio_name, sample_format) = codecs(container, options);
     let find = |name: &str| {
         encoder::find_by_name(name).ok_or_else(|| SynthError::MissingEncoder {
             path: tmp.to_path_buf(),
@@ -114,6 +136,10 @@ fn encode(
     venc.set_format(pixel);
     venc.set_time_base(video_tb);
     venc.set_frame_rate(Some(Rational(spec.fps as i32, 1)));
+    if let Some((space, range)) = options.colour {
+        venc.set_colorspace(space);
+        venc.set_color_range(range);
+    }
     venc.set_gop(spec.fps * 2);
     if global_header {
         venc.set_flags(codec::Flags::GLOBAL_HEADER);
@@ -171,7 +197,7 @@ fn encode(
     aenc.set_channels(channels as i32);
     aenc.set_format(sample_format);
     aenc.set_time_base(audio_tb);
-    if audio_name == "aac" {
+    if matches!(audio_name, "aac" | "libmp3lame") {
         aenc.set_bit_rate(64_000 * channels);
     }
     if global_header {
@@ -207,6 +233,9 @@ fn encode(
         software::scaling::Flags::BILINEAR,
     )
     .map_err(err("creating the colour converter"))?;
+    if let Some((space, range)) = options.colour {
+        SourceColour::tagged(space, range, pixel, w, h).set_for_encoding(&mut scaler);
+    }
     let mut rgb = frame::Video::new(Pixel::RGB24, w, h);
     let mut canvas = vec![0u8; (w * h * 3) as usize];
 
