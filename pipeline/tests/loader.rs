@@ -1,5 +1,5 @@
 //! The loader over a synthetic packed dataset (no FFmpeg needed): determinism across thread
-//! counts, exact resume, rank slices, reversal, audio-visual alignment, damage handling,
+//! counts, exact resume, rank shares of global batches, split filters, reversal, audio-visual alignment, damage handling,
 //! shutdown.
 
 use std::path::Path;
@@ -140,6 +140,102 @@ fn ranks_see_disjoint_records_and_the_same_number_of_batches() {
     let ((n0, a), (n1, b)) = (records(0), records(1));
     assert_eq!((n0, n1), (3, 3));
     assert!(a.iter().all(|r| !b.contains(r)));
+}
+
+/// Elastic determinism: 1 rank with batch 4 and 2 ranks with batch 2 serve the same views,
+/// bit for bit, at every global step, so a run may change its world size and keep its data.
+#[test]
+fn ranks_together_serve_what_one_process_serves_with_their_global_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    dataset(dir.path(), 13, 1 << 30);
+    let batches = |rank: usize, world: usize| -> Vec<Batch> {
+        LoaderBuilder::new(dir.path())
+            .batch_size(4 / world)
+            .threads(2)
+            .seed(5)
+            .epochs(2)
+            .rank(rank, world)
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect()
+    };
+    let one = batches(0, 1);
+    let (r0, r1) = (batches(0, 2), batches(1, 2));
+    assert_eq!(one.len(), 6, "13 records: 3 global batches of 4 per epoch");
+    assert_eq!((r0.len(), r1.len()), (one.len(), one.len()));
+    for (k, whole) in one.iter().enumerate() {
+        let (a, b) = (&r0[k], &r1[k]);
+        assert_eq!((a.epoch, a.index), (whole.epoch, whole.index));
+        let views: Vec<String> = a
+            .views()
+            .iter()
+            .chain(b.views())
+            .map(|v| format!("{v:?}"))
+            .collect();
+        let whole_views: Vec<String> = whole.views().iter().map(|v| format!("{v:?}")).collect();
+        assert_eq!(views, whole_views, "global batch {k}");
+        assert!(
+            [a.video(), b.video()].concat() == whole.video(),
+            "video of global batch {k}"
+        );
+        assert!(
+            [a.audio(), b.audio()].concat() == whole.audio(),
+            "audio of global batch {k}"
+        );
+    }
+}
+
+#[test]
+fn a_split_filter_serves_each_of_its_records_once_per_epoch_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    dataset(dir.path(), 12, 1 << 30);
+    let ds = gdt_formats::dataset::Dataset::open(dir.path()).unwrap();
+    let split_of = |g: usize| {
+        let (s, r) = ds.locate(g).unwrap();
+        ds.shards[s].record(r).unwrap().meta().unwrap().split.unwrap()
+    };
+    let train: Vec<u32> = (0..ds.len() as u32)
+        .filter(|&g| split_of(g as usize) == "train")
+        .collect();
+    assert!(
+        !train.is_empty() && train.len() < ds.len(),
+        "the corpus has both splits"
+    );
+    let served = |splits: &[&str]| -> Vec<Vec<u32>> {
+        LoaderBuilder::new(dir.path())
+            .batch_size(2)
+            .threads(2)
+            .epochs(2)
+            .splits(splits.iter().map(|s| s.to_string()).collect())
+            .build()
+            .unwrap()
+            .fold(vec![Vec::new(); 2], |mut epochs, b| {
+                let b = b.unwrap();
+                let e = &mut epochs[b.epoch as usize];
+                e.extend(b.views().iter().map(|v| v.record));
+                e.dedup();
+                epochs
+            })
+    };
+    for mut epoch in served(&["train"]) {
+        epoch.sort_unstable();
+        assert_eq!(epoch, train);
+    }
+    // Several splits, and no filter at all: every record.
+    for splits in [&["train", "test"][..], &[]] {
+        for mut epoch in served(splits) {
+            epoch.sort_unstable();
+            assert_eq!(epoch, (0..ds.len() as u32).collect::<Vec<_>>(), "{splits:?}");
+        }
+    }
+    let err = LoaderBuilder::new(dir.path())
+        .splits(vec!["unlabelled".into()])
+        .build()
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("no record of split unlabelled"), "{err}");
 }
 
 #[test]

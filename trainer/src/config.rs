@@ -109,6 +109,11 @@ pub struct DataConfig {
     pub min_gap: usize,
     /// Fail on a damaged record instead of skipping it.
     pub strict: bool,
+    /// The splits pretraining reads (the manifest's split column). Unset: every split that
+    /// evaluation does not hold out (all but `test`, `val`, `validation`) when the dataset
+    /// has splits, every record when it has none; a run directory's config records the
+    /// choice. `[]`: every record, held-out ones included.
+    pub splits: Option<Vec<String>>,
 }
 
 impl Default for DataConfig {
@@ -126,6 +131,7 @@ impl Default for DataConfig {
             prefetch: 4,
             min_gap: 0,
             strict: false,
+            splits: None,
         }
     }
 }

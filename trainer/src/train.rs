@@ -16,6 +16,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::checkpoint::{self, CheckpointError, CheckpointState, CHECKPOINT_VERSION};
 use crate::config::{ConfigError, Resolved, TrainConfig};
+use crate::eval::is_held_out;
 use crate::gdt_loss::gdt_nce;
 use crate::gpu_memory::GpuMemory;
 use crate::input::{normalise_video, DeviceBatch};
@@ -182,6 +183,38 @@ impl Start {
     }
 }
 
+/// `resolved` with `data.splits` made explicit: unset, it becomes every split of the dataset
+/// that evaluation does not hold out, or `[]` (every record) when the dataset has no splits.
+fn with_pretraining_splits(resolved: &Resolved, dataset: &Path) -> Result<Resolved, TrainError> {
+    let mut resolved = resolved.clone();
+    if resolved.config.data.splits.is_none() {
+        let ds = gdt_formats::dataset::Dataset::open(dataset).map_err(LoadError::from)?;
+        let mut names = std::collections::BTreeSet::new();
+        for shard in &ds.shards {
+            for r in 0..shard.len() {
+                if let Some(split) = shard
+                    .record(r)
+                    .and_then(|v| v.meta())
+                    .map_err(LoadError::from)?
+                    .split
+                {
+                    names.insert(split);
+                }
+            }
+        }
+        let train: Vec<String> = names.iter().filter(|s| !is_held_out(s)).cloned().collect();
+        if train.is_empty() && !names.is_empty() {
+            return Err(TrainError::Run(format!(
+                "{}: every split is held out for evaluation ({}); set data.splits to pretrain on them anyway",
+                dataset.display(),
+                names.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        resolved.config.data.splits = Some(train);
+    }
+    Ok(resolved)
+}
+
 /// The loader for the run's data settings, resumed at `state`, good for `steps` more steps.
 fn open_loader(
     resolved: &Resolved,
@@ -208,7 +241,8 @@ fn open_loader(
         .epochs(steps + 1)
         .video_augment(video_aug)
         .min_gap(d.min_gap)
-        .strict(d.strict);
+        .strict(d.strict)
+        .splits(d.splits.clone().unwrap_or_default());
     if let Some(t) = d.threads {
         builder = builder.threads(t);
     }
@@ -308,20 +342,24 @@ fn write_plot(run_dir: &Path) -> Result<PathBuf, TrainError> {
 }
 
 /// Trains from scratch into `run_dir`, or continues its latest checkpoint when `resume`.
+///
+/// Seeds torch's process-wide generator (initialisation, then the head's dropout before
+/// every step): runs are exact only with one training at a time per process.
 pub fn train(
     resolved: &Resolved,
     run_dir: &Path,
     resume: bool,
     observer: &mut dyn Observer,
 ) -> Result<Summary, TrainError> {
+    let dataset = resolved.config.dataset.clone().ok_or_else(|| {
+        TrainError::Run("no dataset: give one on the command line or as `dataset` in the config".into())
+    })?;
+    let resolved = &with_pretraining_splits(resolved, &dataset)?;
     let cfg = &resolved.config;
     let device = crate::device::parse_device(&cfg.device).map_err(TrainError::Device)?;
     let cuda = device.is_cuda();
     let bf16 = cfg.run.bf16.on(cuda) && cuda;
     let channels_last = cfg.run.channels_last.on(cuda);
-    let dataset = cfg.dataset.clone().ok_or_else(|| {
-        TrainError::Run("no dataset: give one on the command line or as `dataset` in the config".into())
-    })?;
     let total = cfg.steps;
     let start = Start::find(run_dir, resume, total)?;
     let mut loader = open_loader(resolved, &dataset, start.loader, total - start.step)?;
@@ -365,6 +403,9 @@ pub fn train(
             state: state_after,
         } = next.take().expect("fetched before each step");
         let lr = schedule.lr(step);
+        // The head's dropout masks follow from (seed, step) alone, so a resumed run draws
+        // the ones an unbroken run would have.
+        tch::manual_seed((cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step) as i64);
         let loss = gdt_step(cfg, &model, &mut sgd, &batch, &masks, lr, bf16, channels_last);
         // Overlap: the next batch is taken and its upload queued while the device works.
         let waited = Instant::now();

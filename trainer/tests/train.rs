@@ -3,12 +3,22 @@
 //! what the docs promise.
 
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 use gdt_pipeline::synth::packed::SmallDataset;
 use gdt_trainer::config::TrainConfig;
 use gdt_trainer::train::{self, Silent};
 use gdt_trainer::{checkpoint, run_log};
 
+/// Training seeds torch's process-wide generator (initialisation, then dropout before every
+/// step), as PyTorch does; two trainings at once in one process would draw from each other's
+/// streams. The test harness runs tests on parallel threads, so each test here trains alone.
+fn one_training_at_a_time() -> MutexGuard<'static, ()> {
+    static TORCH: Mutex<()> = Mutex::new(());
+    TORCH.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// 12 records: 8 in the train split (records 0-3 and 8-11), 4 in the test split (4-7).
 fn dataset(dir: &Path) {
     SmallDataset {
         count: 12,
@@ -53,6 +63,7 @@ fn config(dataset: &Path, steps: u64, extra: &[&str]) -> TrainConfig {
 /// chance after 40 steps at this size.
 #[test]
 fn a_few_steps_reduce_the_loss() {
+    let _alone = one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     dataset(&dir.path().join("data"));
     let run = dir.path().join("run");
@@ -89,17 +100,22 @@ fn a_few_steps_reduce_the_loss() {
         .map(|(s, _)| s)
         .collect();
     assert_eq!(kept, [36, 39, 40]);
+    // The resolved config names the splits pretraining read: the corpus's train split.
     let saved = train::run_config(&run).unwrap();
-    assert_eq!(saved, resolved.config);
+    let mut expected = resolved.config.clone();
+    expected.data.splits = Some(vec!["train".into()]);
+    assert_eq!(saved, expected);
 }
 
 #[test]
 fn resume_continues_exactly() {
+    let _alone = one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     dataset(&data);
     // Straight: 6 steps. Interrupted: 3 steps, then --resume up to 6. The loader crosses an
-    // epoch boundary (12 records / 4 per batch = 3 batches per epoch) at the resume point.
+    // epoch boundary (8 train records / 4 per batch = 2 batches per epoch) after the resume
+    // point; the head's dropout (0.3 by default) draws its masks on both sides of it.
     let straight = dir.path().join("straight");
     let cfg = config(&data, 6, &[]).resolve().unwrap();
     train::train(&cfg, &straight, false, &mut Silent).unwrap();
@@ -146,6 +162,7 @@ fn resume_continues_exactly() {
 
 #[test]
 fn a_checkpoint_from_another_model_size_is_refused_with_the_file_named() {
+    let _alone = one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     dataset(&data);
@@ -180,6 +197,7 @@ fn a_checkpoint_from_another_model_size_is_refused_with_the_file_named() {
 /// checkpoint, and the next save of that step must replace the leftover.
 #[test]
 fn a_checkpoint_interrupted_mid_write_is_ignored_on_resume() {
+    let _alone = one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     dataset(&data);
@@ -221,18 +239,19 @@ fn a_checkpoint_interrupted_mid_write_is_ignored_on_resume() {
 /// the skipped record by shard and number.
 #[test]
 fn a_batch_of_only_damaged_records_is_passed_over_and_reported() {
+    let _alone = one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     dataset(&data);
-    damage_spectrogram(&data, 5);
+    damage_spectrogram(&data, 9);
 
-    // 12 records, one per step: 14 steps cross an epoch, so record 5 comes up at least once.
+    // 8 train records, one per step: 14 steps cross an epoch, so record 9 comes up at least once.
     let cfg = config(&data, 14, &["data.batch_size=1"]).resolve().unwrap();
     let summary = train::train(&cfg, &dir.path().join("run"), false, &mut Silent).unwrap();
     assert!(summary.final_loss.is_finite());
     assert!(!summary.skipped_records.is_empty());
     for e in &summary.skipped_records {
-        assert!(e.contains("shard-00000.gdt") && e.contains("record 5"), "{e}");
+        assert!(e.contains("shard-00000.gdt") && e.contains("record 9"), "{e}");
     }
     let log = run_log::read(&dir.path().join("run").join(run_log::LOG_FILE)).unwrap();
     assert_eq!(log.len(), 14, "every step trained on a record");
@@ -244,6 +263,7 @@ fn a_batch_of_only_damaged_records_is_passed_over_and_reported() {
 /// it and reports it; a config whose every batch is like that is refused up front.
 #[test]
 fn batches_without_negatives_are_passed_over_and_such_configs_refused() {
+    let _alone = one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     dataset(&data);
@@ -256,8 +276,8 @@ fn batches_without_negatives_are_passed_over_and_such_configs_refused() {
         "{err}"
     );
 
-    damage_spectrogram(&data, 5);
-    // 12 records, 2 per step: 8 steps cross an epoch, so record 5's batch comes up.
+    damage_spectrogram(&data, 9);
+    // 8 train records, 2 per step: 8 steps cross an epoch, so record 9's batch comes up.
     let cfg = config(&data, 8, &["data.batch_size=2", "loss.preset=\"cross-modal\""])
         .resolve()
         .unwrap();
@@ -269,6 +289,46 @@ fn batches_without_negatives_are_passed_over_and_such_configs_refused() {
     let log = run_log::read(&dir.path().join("run").join(run_log::LOG_FILE)).unwrap();
     assert_eq!(log.len(), 8, "every step trained on a batch with negatives");
     assert!(log.iter().all(|r| r.loss.is_finite() && r.loss > 0.0));
+}
+
+/// By default pretraining reads the train split (`a_few_steps_reduce_the_loss` checks the
+/// resolved config); `[]` reads every record, and a dataset with nothing but held-out
+/// records is refused rather than silently pretrained on.
+#[test]
+fn pretraining_leaves_out_held_out_splits_unless_told_otherwise() {
+    let _alone = one_training_at_a_time();
+    use gdt_pipeline::synth::packed::write_packed;
+    use gdt_pipeline::synth::{plan, CorpusConfig, Split};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    dataset(&data);
+    let run = dir.path().join("all");
+    let cfg = config(&data, 2, &["data.splits=[]"]).resolve().unwrap();
+    train::train(&cfg, &run, false, &mut Silent).unwrap();
+    assert_eq!(train::run_config(&run).unwrap().data.splits, Some(vec![]));
+
+    let only_test = dir.path().join("only-test");
+    let videos: Vec<_> = plan(&CorpusConfig {
+        count: 4,
+        seed: 5,
+        ..CorpusConfig::default()
+    })
+    .into_iter()
+    .map(|v| gdt_pipeline::synth::PlannedVideo {
+        split: Split::Test,
+        ..v
+    })
+    .collect();
+    let params = SmallDataset::default().small_frames().params();
+    write_packed(&only_test, &videos, &params, 1 << 30).unwrap();
+    let cfg = config(&only_test, 2, &[]).resolve().unwrap();
+    let err = train::train(&cfg, &dir.path().join("refused"), false, &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("every split is held out for evaluation (test)") && err.contains("data.splits"),
+        "{err}"
+    );
 }
 
 /// Flips a byte in the middle of record `record`'s spectrogram in the first shard: the

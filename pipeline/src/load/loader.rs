@@ -130,6 +130,7 @@ pub struct LoaderBuilder {
     strict: bool,
     normalised: bool,
     render: Render,
+    splits: Vec<String>,
     /// A worker panics on this record: how the tests reach the panic path.
     #[cfg(test)]
     panic_at_record: Option<u32>,
@@ -158,6 +159,7 @@ impl LoaderBuilder {
             strict: false,
             normalised: false,
             render: Render::Augment,
+            splits: Vec::new(),
             #[cfg(test)]
             panic_at_record: None,
         }
@@ -209,7 +211,10 @@ impl LoaderBuilder {
         self.epochs = n;
         self
     }
-    /// This process's share: rank `rank` of `world` ranks.
+    /// This process's share: rank `rank` of `world` ranks. `batch_size` is per rank; the
+    /// ranks' batch k together are global batch k, the same records and views for any world
+    /// size with the same global batch (see `Epochs::plan`), and a `LoaderState` means the
+    /// same global position at any world size.
     pub fn rank(mut self, rank: usize, world: usize) -> Self {
         self.rank = rank;
         self.world = world;
@@ -246,6 +251,12 @@ impl LoaderBuilder {
         self.render = if yes { Render::Floor } else { Render::Augment };
         self
     }
+    /// Serve only records of these splits (`train`, ...), so that pretraining never sees
+    /// the records evaluation holds out. Empty (the default): every record.
+    pub fn splits(mut self, names: Vec<String>) -> Self {
+        self.splits = names;
+        self
+    }
     /// Also produce normalised f32 video (mean 0.45, std 0.225).
     pub fn normalised_video(mut self, yes: bool) -> Self {
         self.normalised = yes;
@@ -277,15 +288,32 @@ impl LoaderBuilder {
         if self.video.crop > p.short_side {
             return bad("crop is larger than the stored short side");
         }
-        // Labels once, up front: the hot path never parses metadata.
+        // Labels and the records served once, up front: the hot path never parses metadata.
         let mut labels = Vec::with_capacity(ds.len());
+        let mut records = Vec::with_capacity(ds.len());
         for s in &ds.shards {
             for r in 0..s.len() {
-                labels.push(s.record(r)?.meta().ok().and_then(|m| m.label_index));
+                let meta = s.record(r)?.meta().ok();
+                let wanted = self.splits.is_empty()
+                    || meta
+                        .as_ref()
+                        .and_then(|m| m.split.as_ref())
+                        .is_some_and(|split| self.splits.contains(split));
+                if wanted {
+                    records.push(labels.len() as u32);
+                }
+                labels.push(meta.and_then(|m| m.label_index));
             }
         }
+        if records.is_empty() && !labels.is_empty() {
+            return Err(LoadError::Config(format!(
+                "{}: no record of split {} (the manifest's split column)",
+                self.dataset.display(),
+                self.splits.join(" or ")
+            )));
+        }
         let epochs = Epochs {
-            records: ds.len(),
+            records: records.len(),
             seed: self.seed,
             rank: self.rank,
             world: self.world,
@@ -304,6 +332,7 @@ impl LoaderBuilder {
         let shared = Arc::new(Shared {
             ds,
             labels,
+            records,
             cfg: self,
             epochs,
             shape,
@@ -340,6 +369,8 @@ impl LoaderBuilder {
 struct Shared {
     ds: Dataset,
     labels: Vec<Option<u32>>,
+    /// The records served (all, or those of the chosen splits); epochs shuffle positions in it.
+    records: Vec<u32>,
     cfg: LoaderBuilder,
     epochs: Epochs,
     shape: BatchShape,
@@ -527,7 +558,7 @@ fn build_batch(shared: &Shared, seq: u64, s: &mut Scratch) -> Result<Batch, Load
     batch.video.resize(views * shared.shape.video_per_view(), 0);
     batch.audio.resize(views * shared.shape.audio_per_view(), 0.0);
     for i in 0..records {
-        let record = s.plan.as_ref().expect("set above").1.batch(index)[i];
+        let record = shared.records[s.plan.as_ref().expect("set above").1.batch(index)[i] as usize];
         let before = batch.views.len();
         match add_record(shared, epoch, record, s, &mut batch) {
             Ok(()) => batch.records += 1,

@@ -45,7 +45,8 @@ pub fn draw_stream(seed: u64, epoch: u64, record: u64, view: u64) -> ChaCha8Rng 
 /// How every epoch is cut into batches for one rank: the loader's plan, given the epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Epochs {
-    /// Records in the dataset.
+    /// Records served (the dataset's, or those of the chosen splits); plans hold positions
+    /// among them.
     pub records: usize,
     /// The loader's seed.
     pub seed: u64,
@@ -60,9 +61,16 @@ pub struct Epochs {
 }
 
 impl Epochs {
-    /// Shuffles the records for `epoch` and gives this rank its slice. Every rank gets the
-    /// same number of records (`records / world`, the remainder is left out for this epoch)
-    /// and so the same number of batches: no rank waits for another at the end of an epoch.
+    /// Shuffles the records for `epoch` and gives this rank its share of every global batch.
+    ///
+    /// Elastic: the shuffled order is cut into global batches of `batch_size * world`
+    /// records, and rank r takes the r-th `batch_size` of each. So global batch k holds the
+    /// same records (and, since every draw is keyed by record, the same views) for any world
+    /// size with the same global batch: 1 rank x 8 and 2 ranks x 4 see the same data at
+    /// every step, and a run resumes at another world size where it stopped. Every rank gets
+    /// the same number of batches (the `records % world` left over are left out of the epoch;
+    /// without `drop_last`, a last short global batch is shared equally), so no rank waits
+    /// for another at the end of an epoch.
     pub fn plan(&self, epoch: u64) -> EpochPlan {
         let Epochs {
             records: n,
@@ -75,12 +83,22 @@ impl Epochs {
         assert!(world >= 1 && rank < world && batch_size >= 1);
         let mut order: Vec<u32> = (0..n as u32).collect();
         order.shuffle(&mut order_stream(seed, epoch));
-        let per_rank = n / world;
-        let records = order[rank * per_rank..(rank + 1) * per_rank].to_vec();
-        let batches = if drop_last {
-            per_rank / batch_size
+        let usable = n / world * world;
+        let global = batch_size * world;
+        let (full, rest) = (usable / global, usable % global);
+        let mut records = Vec::with_capacity(n / world);
+        for k in 0..full {
+            let start = k * global + rank * batch_size;
+            records.extend_from_slice(&order[start..start + batch_size]);
+        }
+        let batches = if drop_last || rest == 0 {
+            full
         } else {
-            per_rank.div_ceil(batch_size)
+            // `rest` is a multiple of `world`: each rank takes an equal share of it.
+            let share = rest / world;
+            let start = full * global + rank * share;
+            records.extend_from_slice(&order[start..start + share]);
+            full + 1
         };
         EpochPlan {
             records,
@@ -177,6 +195,32 @@ mod tests {
             "epochs reshuffle"
         );
         assert_eq!(a, epochs(n, 0, 1, true).plan(3), "same key, same order");
+    }
+
+    #[test]
+    fn global_batches_hold_the_same_records_for_any_world_size() {
+        let n = 103;
+        let one = Epochs {
+            batch_size: 8,
+            ..epochs(n, 0, 1, true)
+        }
+        .plan(2);
+        for world in [2usize, 4, 8] {
+            let plans: Vec<EpochPlan> = (0..world)
+                .map(|rank| {
+                    Epochs {
+                        batch_size: 8 / world,
+                        ..epochs(n, rank, world, true)
+                    }
+                    .plan(2)
+                })
+                .collect();
+            assert!(plans.iter().all(|p| p.batches == one.batches), "world {world}");
+            for k in 0..one.batches {
+                let global: Vec<u32> = plans.iter().flat_map(|p| p.batch(k).to_vec()).collect();
+                assert_eq!(global, one.batch(k), "global batch {k}, world {world}");
+            }
+        }
     }
 
     #[test]

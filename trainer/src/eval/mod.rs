@@ -121,12 +121,18 @@ pub fn resolve_checkpoint(path: &Path) -> Result<(PathBuf, TrainConfig), TrainEr
     Ok((dir, TrainConfig::from_toml(&state.config, &origin, &[])?))
 }
 
+/// Whether evaluation holds out the records of this split (and pretraining, by default,
+/// leaves them out).
+pub fn is_held_out(split: &str) -> bool {
+    matches!(split, "test" | "val" | "validation")
+}
+
 /// Which records are test records: the dataset's split when it has one, else every fourth.
 fn split(reader: &ClipReader) -> (Vec<usize>, Vec<usize>) {
     let recs = reader.records();
     let has_split = recs.iter().any(|r| r.split.is_some());
     let is_test = |i: usize| match &recs[i].split {
-        Some(s) => s == "test" || s == "val" || s == "validation",
+        Some(s) => is_held_out(s),
         None => !has_split && i % 4 == 3,
     };
     (0..recs.len()).partition(|&i| !is_test(i))
