@@ -70,7 +70,7 @@ pub fn clips_per_second(
     shape: &BatchShape,
 ) -> Result<f64, BaselineError> {
     let mels = MelSpectrogram::new(params);
-    let (video, audio) = (VideoAugment::default(), AudioAugment::default());
+    let (video, audio) = (VideoAugment::at_crop(shape.crop as u32), AudioAugment::default());
     let next = AtomicUsize::new(0);
     let clips = AtomicUsize::new(0);
     let failed: Mutex<Option<String>> = Mutex::new(None);

@@ -46,10 +46,11 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Config keys (TOML sections, all optional): steps, seed, device, dataset; \
-[data] batch_size shifts reversal clip crop scale_min scale_max color_jitter threads prefetch min_gap strict; \
+[data] batch_size shifts reversal clip crop scale_min scale_max color_jitter threads prefetch min_gap strict splits; \
 [model] width head_dropout; [loss] preset factors pairs temperature detach_keys; \
 [optim] lr momentum weight_decay warmup_steps decay; \
 [run] checkpoint_every keep_checkpoints bf16 channels_last plot. \
+Pretraining reads the dataset's non-test splits (data.splits; [] for every record). \
 The run directory keeps the resolved config as config.toml."
 )]
 pub struct TrainArgs {
@@ -301,6 +302,12 @@ pub struct BenchLoadArgs {
     /// Records per batch (4 views each).
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
+    /// Frames per clip.
+    #[arg(long, default_value_t = 30)]
+    pub clip: usize,
+    /// Output crop side, pixels (the scale jitter follows it: short side 128..160 at 112).
+    #[arg(long, default_value_t = 112)]
+    pub crop: u32,
     /// Most threads to try; every count from 1 up is measured. Default: all cores.
     #[arg(long)]
     pub threads: Option<usize>,

@@ -39,6 +39,20 @@ impl Default for VideoAugment {
 }
 
 impl VideoAugment {
+    /// The reference's augmentation at another crop size: the scale jitter (short side
+    /// 128..160 for a 112 crop) scaled with it, so small CPU models see the same relative
+    /// zoom.
+    pub fn at_crop(crop: u32) -> VideoAugment {
+        let d = VideoAugment::default();
+        let ratio = crop as f32 / d.crop as f32;
+        VideoAugment {
+            crop,
+            scale_min: d.scale_min * ratio,
+            scale_max: d.scale_max * ratio,
+            ..d
+        }
+    }
+
     /// No randomness: a centre crop of the short side, no flip, no jitter.
     pub fn off(crop: u32) -> VideoAugment {
         VideoAugment {

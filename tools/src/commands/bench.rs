@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use gdt_formats::dataset::DatasetManifest;
 use gdt_formats::params::FrameCodec;
+use gdt_pipeline::load::augment::VideoAugment;
 use gdt_pipeline::load::batch::BatchShape;
 use gdt_pipeline::load::loader::{LoaderBuilder, StageSeconds};
 use serde::Serialize;
@@ -36,6 +37,8 @@ fn measure(a: &BenchLoadArgs, threads: usize, floor: bool) -> Result<Run> {
     let epochs = (a.warmup + a.batches) as u64 + 1;
     let mut loader = LoaderBuilder::new(&a.dataset)
         .batch_size(a.batch_size)
+        .clip(a.clip)
+        .video_augment(VideoAugment::at_crop(a.crop))
         .threads(threads)
         .seed(a.seed)
         .epochs(epochs)

@@ -17,6 +17,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use gdt_formats::params::PackParams;
+use gdt_pipeline::load::augment::VideoAugment;
 use gdt_pipeline::load::loader::LoadError;
 use gdt_pipeline::synth::packed::write_packed;
 use gdt_pipeline::synth::{plan, CorpusConfig};
@@ -124,7 +125,7 @@ pub fn run(settings: &ProofSettings, work: &Path) -> Result<ProofResult, TrainEr
     };
     write_packed(&data, &videos, &params, 1 << 30).map_err(LoadError::from)?;
 
-    let crop = s.crop as f64;
+    let jitter = VideoAugment::at_crop(s.crop);
     let overrides = [
         format!("steps={}", s.steps),
         format!("seed={}", s.seed),
@@ -135,8 +136,8 @@ pub fn run(settings: &ProofSettings, work: &Path) -> Result<ProofResult, TrainEr
         format!("data.clip={}", s.clip),
         format!("data.crop={}", s.crop),
         // The default scale jitter (short side 128..160 for a 112 crop), at this crop.
-        format!("data.scale_min={}", crop * 128.0 / 112.0),
-        format!("data.scale_max={}", crop * 160.0 / 112.0),
+        format!("data.scale_min={}", jitter.scale_min),
+        format!("data.scale_max={}", jitter.scale_max),
         format!("model.width={}", s.width),
         format!("optim.lr={}", s.lr),
         "optim.warmup_steps=10".to_string(),
