@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what gdt needs to build and test on Debian 12, and nothing that is already there:
-# FFmpeg's -dev libraries, clang/libclang (bindgen), pkg-config, and a project-local Python
+# FFmpeg's -dev libraries, clang/libclang (bindgen), pkg-config, a font that labels the
+# figures (`gdt preview`, the training plot), and a project-local Python
 # venv with torch==2.11.0 that tch uses as libtorch. Idempotent and quick when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ APT_PACKAGES=(
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev
   python3 python3-venv
+  fonts-dejavu-core
 )
 
 say() { printf 'setup: %s\n' "$*" >&2; }

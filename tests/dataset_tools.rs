@@ -149,14 +149,39 @@ fn preview_draws_frames_above_the_spectrogram() {
         "record 3 is the second shard's second record: {}",
         text(&o)
     );
-    let bytes = std::fs::read(&png).unwrap();
-    assert_eq!(&bytes[1..4], b"PNG");
-    let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
-    let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
-    // 1.49 s of spectrogram at 100 px/s plus a thumbnail and margins; thumbnails (64 px),
-    // a gap, 40 mel rows, the axis and margins.
+    let img = image::open(&png).unwrap().to_rgb8();
+    let (width, height) = img.dimensions();
+    // 1.49 s of spectrogram at 100 px/s plus a thumbnail and margins; the title, two rows of
+    // thumbnails (64 px), a gap, 40 mel rows, the time axis and margins.
     assert!((149 + 80..=149 + 80 + 40).contains(&width), "width {width}");
-    assert_eq!(height, 8 + 64 + 6 + 40 + 10 + 8);
+    let (title_top, spec_top) = (8, 8 + 20 + 64 + 2 + 64 + 6);
+    let axis_top = spec_top + 40 + 2;
+    assert_eq!(height, axis_top + 24 + 8);
+    let bright = |x: u32, y: u32| img.get_pixel(x, y).0.iter().all(|&c| c > 200);
+    // The axis: a tick every half second of the 45 frames (1.5 s), 50 px apart.
+    let ticks: Vec<u32> = (0..width).filter(|&x| bright(x, axis_top)).collect();
+    assert_eq!(ticks, [8, 58, 108, 158]);
+    // Thumbnails from both rows: 1.49 s holds more than one per row.
+    let thumbnails: usize = text(&o)
+        .split(" thumbnails")
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(thumbnails >= 4, "{}", text(&o));
+    // The title is written when the machine has a font (`make setup` installs one).
+    let title_pixels = (title_top..title_top + 20)
+        .flat_map(|y| (0..width).map(move |x| (x, y)))
+        .filter(|&(x, y)| bright(x, y))
+        .count();
+    assert_eq!(
+        title_pixels > 20,
+        gdt_pipeline::figure::font_available(),
+        "{title_pixels} bright pixels in the title"
+    );
     let o = gdt(&[
         "preview",
         dir.path().to_str().unwrap(),

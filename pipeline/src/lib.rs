@@ -9,6 +9,7 @@
 //! - [`synth`]: the synthetic audio-visual corpus (scenes, plans; container files with the
 //!   `ffmpeg` feature, or straight into packed form).
 //! - `baseline` (feature `ffmpeg`): the on-the-fly decoder `gdt bench load` compares with.
+//! - [`figure`]: figures for people: a record's preview, and the font figures are labelled with.
 //!
 //! See ARCHITECTURE.md for the data flow.
 //!
@@ -23,6 +24,7 @@
 
 #[cfg(feature = "ffmpeg")]
 pub mod baseline;
+pub mod figure;
 pub mod load;
 #[cfg(feature = "ffmpeg")]
 pub mod pack;

@@ -1,38 +1,14 @@
 //! `plot.png` at the end of a run: loss (top) and throughput (bottom) against the step.
 //!
-//! Text needs a TrueType font and the GPU nodes this runs on may have none installed, so
-//! labels are drawn with the first DejaVu/Liberation font found on the machine; without one
-//! the curves and axes are still drawn, unlabelled.
+//! Labels need a system font ([`font_available`]); without one the curves and axes are
+//! still drawn, unlabelled.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
+use gdt_pipeline::figure::font_available;
 use plotters::prelude::*;
 
 use crate::run_log::StepRecord;
-
-const FONT_FILES: [&str; 4] = [
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-];
-
-/// Registers a system font once; `false` when there is none.
-fn font_available() -> bool {
-    static FOUND: OnceLock<bool> = OnceLock::new();
-    *FOUND.get_or_init(|| {
-        for f in FONT_FILES {
-            if let Ok(bytes) = std::fs::read(f) {
-                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
-                    return true;
-                }
-            }
-        }
-        false
-    })
-}
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
