@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what gdt needs to build and test on Debian 12, and nothing that is already there:
-# FFmpeg's -dev libraries, clang/libclang (bindgen), pkg-config, a font that labels the
+# FFmpeg's -dev libraries, clang/libclang (bindgen), pkg-config, Gloo's headers (the
+# trainer's c10d shim; Gloo's code is in libtorch), a font that labels the
 # figures (`gdt preview`, the training plot), and a project-local Python
 # venv with torch==2.11.0 that tch uses as libtorch. Idempotent and quick when done.
 set -euo pipefail
@@ -12,6 +13,7 @@ APT_PACKAGES=(
   build-essential pkg-config clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev
+  libgloo-dev
   python3 python3-venv
   fonts-dejavu-core
 )

@@ -1,20 +1,29 @@
-// Link libtorch so that a `gdt` binary works without any environment set up.
-//
-// torch-sys exposes its library directory to direct dependents as `DEP_TCH_LIBTORCH_LIB`.
-// Two things are added to the link line of this package's binaries and tests (the root
-// package's build.rs includes this file for the `gdt` binary):
-// - an rpath to that directory, so the binary finds libtorch on the machine it was built on;
-//   on another machine `LD_LIBRARY_PATH` takes precedence (the linker writes RUNPATH);
-// - `libtorch_cuda.so` with `--no-as-needed`: nothing references its symbols directly, so
-//   rustc's default `--as-needed` drops it and CUDA never registers on a GPU machine.
+// Links libtorch (rpath, libtorch_cuda kept) and compiles the c10d shim
+// (src/dist/c10d.cpp) against the same libtorch's headers.
+include!("link_libtorch.rs");
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    let Ok(dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
-        return;
+    let Some(lib) = link_libtorch() else {
+        panic!("torch-sys did not name libtorch's directory (DEP_TCH_LIBTORCH_LIB)");
     };
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
-    if std::path::Path::new(&dir).join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
-    }
+    println!("cargo:rerun-if-changed=src/dist/c10d.cpp");
+    let root = std::path::Path::new(&lib)
+        .parent()
+        .expect("libtorch's lib has a parent")
+        .to_path_buf();
+    // Gloo's headers come from the system (Debian's libgloo-dev); its code is in libtorch_cpu.
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(root.join("include"))
+        .include(root.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .flag("-DUSE_C10D_GLOO")
+        .file("src/dist/c10d.cpp")
+        .compile("gdt_c10d");
+    println!("cargo:rustc-link-search=native={lib}");
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
 }

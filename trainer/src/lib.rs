@@ -8,7 +8,9 @@
 //! - [`eval`]: retrieval, kNN and linear probes, synchrony and direction probes;
 //! - [`train`]: the loop; [`config`], [`schedule`], [`sgd`], [`checkpoint`], [`run_log`],
 //!   [`plot`], [`input`] (batch upload), [`precision`] (bf16 autocast),
-//!   [`gpu_memory`], [`device`].
+//!   [`gpu_memory`], [`device`];
+//! - [`dist`]: torch.distributed's c10d process groups and collectives, and the launch
+//!   variables of torchrun and Slurm (not yet wired into the loop).
 //!
 //! ```no_run
 //! use gdt_trainer::{config::TrainConfig, train};
@@ -24,6 +26,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod dist;
 pub mod eval;
 pub mod gdt_loss;
 pub mod gpu_memory;
