@@ -31,11 +31,15 @@ lint: setup
 # Both ways: with FFmpeg (default) and without (what GPU training nodes run). The proof of
 # learning (about 5 minutes of CPU training, trainer/tests/proof_of_learning.rs) runs in the
 # first pass only: it reads packed data, so nothing it touches depends on FFmpeg.
-# The FFmpeg-free pass builds into target/gpu (as `make gpu-build` does), so that
-# target/release/gdt stays the full binary the README's commands use.
+# The FFmpeg-free pass shares target/release with the first, so only the crates whose
+# features differ are built twice (a separate target directory rebuilt libtorch's bindings
+# and every dependency, doubling CI's time). Cargo keeps both builds of those crates side by
+# side; the last line puts the full binary back at target/release/gdt (nothing to compile,
+# a copy), so the README's commands find FFmpeg after `make test`.
 test: lint
 	$(CARGO) test --release --workspace
-	$(CARGO) test --release --workspace --no-default-features --target-dir target/gpu -- --skip gdt_training_beats_random_init
+	$(CARGO) test --release --workspace --no-default-features -- --skip gdt_training_beats_random_init
+	$(CARGO) build --release
 	@target/release/gdt info --json | grep -q '"ffmpeg": true' || { echo "make test: target/release/gdt lost FFmpeg" >&2; exit 1; }
 
 # The FFmpeg-free binary for GPU nodes (see docs/GPU.md), in its own target directory so
