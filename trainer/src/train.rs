@@ -351,12 +351,13 @@ pub fn train(
     resume: bool,
     observer: &mut dyn Observer,
 ) -> Result<Summary, TrainError> {
+    // The device first: a bad one is refused before the dataset is read.
+    let device = crate::device::parse_device(&resolved.config.device).map_err(TrainError::Device)?;
     let dataset = resolved.config.dataset.clone().ok_or_else(|| {
         TrainError::Run("no dataset: give one on the command line or as `dataset` in the config".into())
     })?;
     let resolved = &with_pretraining_splits(resolved, &dataset)?;
     let cfg = &resolved.config;
-    let device = crate::device::parse_device(&cfg.device).map_err(TrainError::Device)?;
     let cuda = device.is_cuda();
     let bf16 = cfg.run.bf16.on(cuda) && cuda;
     let channels_last = cfg.run.channels_last.on(cuda);
