@@ -205,3 +205,86 @@ fn train_refuses_bad_requests_with_the_reason() {
         assert!(text(&o).contains(p), "{}", text(&o));
     }
 }
+
+/// torchrun starts `gdt` itself (`--no-python`), two ranks on this machine that train as one
+/// data-parallel run: rank 0 writes the run directory and reports the global batch.
+#[test]
+fn torchrun_no_python_starts_a_two_rank_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("ds");
+    let d = ds.to_str().unwrap();
+    let o = gdt(&[
+        "synth",
+        "--packed",
+        "-o",
+        d,
+        "--count",
+        "16",
+        "--max-seconds",
+        "2",
+        "--mels",
+        "40",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let run = dir.path().join("run");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    // The project's venv (make test exports VIRTUAL_ENV) has torch, and so torchrun.
+    let torchrun = std::env::var("VIRTUAL_ENV")
+        .map(|v| std::path::Path::new(&v).join("bin/torchrun"))
+        .unwrap_or_else(|_| "torchrun".into());
+    let mut args = vec![
+        "--no-python",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        &port,
+        env!("CARGO_BIN_EXE_gdt"),
+        "train",
+        d,
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--steps",
+        "3",
+        "-q",
+        "--dist-timeout",
+        "60",
+    ];
+    args.extend(SMALL);
+    let mut child = std::process::Command::new(&torchrun)
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e} (make setup installs it in .venv)", torchrun.display()));
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(180) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("torchrun did not finish in 180 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let o = child.wait_with_output().unwrap();
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    // 3 records per rank x 4 views, both ranks: the global batch.
+    assert!(out.contains("24 clips per step"), "{out}");
+    assert_eq!(
+        out.matches("trained to step 3").count(),
+        1,
+        "rank 0 alone reports: {out}"
+    );
+    let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 3);
+    assert!(run.join("checkpoints/step-00000003/model.safetensors").is_file());
+}

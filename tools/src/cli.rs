@@ -51,6 +51,8 @@ pub enum Command {
 [optim] lr momentum weight_decay warmup_steps decay; \
 [run] checkpoint_every keep_checkpoints bf16 channels_last plot. \
 Pretraining reads the dataset's non-test splits (data.splits; [] for every record). \
+Data-parallel (CPU, Gloo): launch with torchrun --no-python, srun, or RANK, WORLD_SIZE, \
+LOCAL_RANK, MASTER_ADDR and MASTER_PORT set; data.batch_size is per rank. \
 The run directory keeps the resolved config as config.toml."
 )]
 pub struct TrainArgs {
@@ -84,6 +86,10 @@ pub struct TrainArgs {
     /// No progress bar (one line per checkpoint instead).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Data-parallel runs: how long a rank waits for the others (rendezvous, collectives)
+    /// before it gives up with the reason, seconds.
+    #[arg(long, default_value_t = 300)]
+    pub dist_timeout: u64,
 }
 
 #[derive(Debug, Args)]

@@ -10,7 +10,7 @@
 //!   [`plot`], [`input`] (batch upload), [`precision`] (bf16 autocast),
 //!   [`gpu_memory`], [`device`];
 //! - [`dist`]: torch.distributed's c10d process groups and collectives, and the launch
-//!   variables of torchrun and Slurm (not yet wired into the loop).
+//!   variables of torchrun and Slurm ([`train::train_data_parallel`] runs on them).
 //!
 //! ```no_run
 //! use gdt_trainer::{config::TrainConfig, train};

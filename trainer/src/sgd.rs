@@ -40,6 +40,11 @@ impl Sgd {
         }
     }
 
+    /// The parameters it updates, in its (name) order: the same on every rank.
+    pub fn parameters(&self) -> impl Iterator<Item = &Tensor> {
+        self.params.iter().map(|(_, p)| p)
+    }
+
     /// One update at rate `lr`.
     pub fn step(&mut self, lr: f64) {
         tch::no_grad(|| {

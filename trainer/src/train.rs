@@ -16,6 +16,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::checkpoint::{self, CheckpointError, CheckpointState, CHECKPOINT_VERSION};
 use crate::config::{ConfigError, Resolved, TrainConfig};
+use crate::dist::{DistError, ProcessGroup};
 use crate::eval::is_held_out;
 use crate::gdt_loss::gdt_nce;
 use crate::gpu_memory::GpuMemory;
@@ -59,6 +60,10 @@ pub enum TrainError {
     /// The run cannot go on (refused start, loss not finite, ...).
     #[error("{0}")]
     Run(String),
+    /// A collective or the rendezvous of a data-parallel run failed (the reason names the
+    /// rank and c10d's cause).
+    #[error(transparent)]
+    Dist(#[from] DistError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -115,8 +120,11 @@ pub struct Summary {
     pub data_wait: f64,
     /// Highest GPU memory in use (NVML), when on CUDA.
     pub peak_gpu_memory_mib: Option<f64>,
-    /// The last checkpoint written.
+    /// The last checkpoint written (by rank 0, in a data-parallel run).
     pub checkpoint: PathBuf,
+    /// The sum of every trainable parameter at the end: the same on every rank of a
+    /// data-parallel run, whose replicas must not drift apart (a cheap check of that).
+    pub parameter_sum: f64,
     /// The plot, unless turned off.
     pub plot: Option<PathBuf>,
     /// Records the loader skipped as damaged, with the reason (shard and record named).
@@ -221,6 +229,7 @@ fn open_loader(
     dataset: &Path,
     state: LoaderState,
     steps: u64,
+    (rank, world): (usize, usize),
 ) -> Result<Loader, TrainError> {
     let (cfg, d) = (&resolved.config, &resolved.config.data);
     let video_aug = VideoAugment {
@@ -242,7 +251,8 @@ fn open_loader(
         .video_augment(video_aug)
         .min_gap(d.min_gap)
         .strict(d.strict)
-        .splits(d.splits.clone().unwrap_or_default());
+        .splits(d.splits.clone().unwrap_or_default())
+        .rank(rank, world);
     if let Some(t) = d.threads {
         builder = builder.threads(t);
     }
@@ -283,7 +293,8 @@ fn gdt_step(
     lr: f64,
     bf16: bool,
     channels_last: bool,
-) -> Tensor {
+    group: Option<&mut ProcessGroup>,
+) -> Result<Tensor, TrainError> {
     let device = batch.video.device();
     let (c, w) = masks.as_f32();
     let n = masks.n as i64;
@@ -302,8 +313,33 @@ fn gdt_step(
     );
     sgd.zero_grad();
     loss.backward();
+    if let Some(group) = group {
+        average_gradients(group, sgd.parameters())?;
+    }
     sgd.step(lr);
-    loss
+    Ok(loss)
+}
+
+/// Replaces every rank's gradients by their mean over the ranks: one all-reduce of all
+/// gradients packed into one buffer (one message instead of one per tensor; it does not
+/// overlap the backward pass yet).
+fn average_gradients<'a>(
+    group: &mut ProcessGroup,
+    params: impl Iterator<Item = &'a Tensor>,
+) -> Result<(), TrainError> {
+    tch::no_grad(|| {
+        let grads: Vec<Tensor> = params.map(|p| p.grad()).filter(|g| g.defined()).collect();
+        let mut flat = Tensor::cat(&grads.iter().map(|g| g.flatten(0, -1)).collect::<Vec<_>>(), 0);
+        group.all_reduce_sum(&mut flat)?;
+        let flat = flat / group.world() as f64;
+        let mut offset = 0;
+        for mut g in grads {
+            let n = g.numel() as i64;
+            g.copy_(&flat.narrow(0, offset, n).view_as(&g));
+            offset += n;
+        }
+        Ok(())
+    })
 }
 
 /// Means over the steps of one invocation, its first step excluded (it carries start-up).
@@ -351,6 +387,33 @@ pub fn train(
     resume: bool,
     observer: &mut dyn Observer,
 ) -> Result<Summary, TrainError> {
+    run(resolved, run_dir, resume, observer, None)
+}
+
+/// [`train`] as one rank of a data-parallel run over `group`: this rank reads its share of
+/// every global batch (`data.batch_size` is per rank), gradients are averaged over the ranks
+/// before every step, the logged loss is the ranks' mean, and only rank 0 writes the run
+/// directory (config, log, checkpoints, plot) and reports to `observer`. Negatives are this
+/// rank's batch and BatchNorm is per rank. CPU tensors only (Gloo), for now.
+pub fn train_data_parallel(
+    resolved: &Resolved,
+    run_dir: &Path,
+    resume: bool,
+    observer: &mut dyn Observer,
+    group: &mut ProcessGroup,
+) -> Result<Summary, TrainError> {
+    run(resolved, run_dir, resume, observer, Some(group))
+}
+
+fn run(
+    resolved: &Resolved,
+    run_dir: &Path,
+    resume: bool,
+    observer: &mut dyn Observer,
+    mut group: Option<&mut ProcessGroup>,
+) -> Result<Summary, TrainError> {
+    let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.world()));
+    let lead = rank == 0;
     // The device first: a bad one is refused before the dataset is read.
     let device = crate::device::parse_device(&resolved.config.device).map_err(TrainError::Device)?;
     let dataset = resolved.config.dataset.clone().ok_or_else(|| {
@@ -361,32 +424,52 @@ pub fn train(
     let cuda = device.is_cuda();
     let bf16 = cfg.run.bf16.on(cuda) && cuda;
     let channels_last = cfg.run.channels_last.on(cuda);
+    if world > 1 && cuda {
+        return Err(TrainError::Run(
+            "data-parallel training runs on CPU tensors (Gloo) for now: NCCL for CUDA is not built yet; use --device cpu".into(),
+        ));
+    }
     let total = cfg.steps;
     let start = Start::find(run_dir, resume, total)?;
-    let mut loader = open_loader(resolved, &dataset, start.loader, total - start.step)?;
+    let mut loader = open_loader(
+        resolved,
+        &dataset,
+        start.loader,
+        total - start.step,
+        (rank, world),
+    )?;
     let (vs, model, mut sgd) = build_trainable(cfg, device, channels_last, start.checkpoint.as_deref())?;
     // Written only once the checkpoint fits the model, so a refused resume leaves it as it was.
-    std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
-    let config_path = run_dir.join(CONFIG_FILE);
-    gdt_formats::atomic_file::write_atomic(&config_path, cfg.to_toml().as_bytes())
-        .map_err(io(&config_path))?;
+    if lead {
+        std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
+        let config_path = run_dir.join(CONFIG_FILE);
+        gdt_formats::atomic_file::write_atomic(&config_path, cfg.to_toml().as_bytes())
+            .map_err(io(&config_path))?;
+    }
     let schedule = Schedule {
         lr: cfg.optim.lr,
         warmup_steps: cfg.optim.warmup_steps,
         decay: cfg.optim.decay,
         total_steps: total,
     };
-    let mut log = RunLog::open(run_dir, start.step).map_err(io(run_dir))?;
+    let mut log = if lead {
+        Some(RunLog::open(run_dir, start.step).map_err(io(run_dir))?)
+    } else {
+        None
+    };
     let gpu_memory = match device {
         Device::Cuda(i) => GpuMemory::open(i),
         _ => None,
     };
+    let mut quiet = Silent;
+    let observer: &mut dyn Observer = if lead { observer } else { &mut quiet };
     observer.started(&RunInfo {
         device: format!("{device:?}"),
         start_step: start.step,
         total_steps: total,
         spec: resolved.spec.to_string(),
-        clips_per_batch: cfg.data.batch_size * loader.shape().views,
+        // Global: every rank's share of the step.
+        clips_per_batch: cfg.data.batch_size * loader.shape().views * world,
         parameters: vs.trainable_variables().iter().map(|t| t.numel() as i64).sum(),
         bf16,
         channels_last,
@@ -407,7 +490,23 @@ pub fn train(
         // The head's dropout masks follow from (seed, step) alone, so a resumed run draws
         // the ones an unbroken run would have.
         tch::manual_seed((cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step) as i64);
-        let loss = gdt_step(cfg, &model, &mut sgd, &batch, &masks, lr, bf16, channels_last);
+        let mut loss = gdt_step(
+            cfg,
+            &model,
+            &mut sgd,
+            &batch,
+            &masks,
+            lr,
+            bf16,
+            channels_last,
+            group.as_deref_mut(),
+        )?;
+        if let Some(g) = group.as_deref_mut() {
+            // The logged loss is the mean over the ranks' batches, the global batch's loss.
+            loss = loss.detach().reshape([1]);
+            g.all_reduce_sum(&mut loss)?;
+            loss /= world as f64;
+        }
         // Overlap: the next batch is taken and its upload queued while the device works.
         let waited = Instant::now();
         if step + 1 < total {
@@ -429,17 +528,20 @@ pub fn train(
             batch: batch.index,
             loss: loss_value,
             lr,
-            clips_per_s: batch.len() as f64 / seconds,
+            // Global: the ranks step together, each on a batch of the same size.
+            clips_per_s: (batch.len() * world) as f64 / seconds,
             data_wait: wait / seconds,
             step_seconds: seconds,
             gpu_memory_mib: gpu_memory.as_ref().and_then(GpuMemory::used_mib),
         };
         rates.add(&record, step == start.step);
-        log.append(&record).map_err(io(log.path()))?;
+        if let Some(log) = log.as_mut() {
+            log.append(&record).map_err(io(log.path()))?;
+        }
         observer.step(&record);
         drop(batch);
 
-        if (step + 1) % cfg.run.checkpoint_every == 0 || step + 1 == total {
+        if lead && ((step + 1) % cfg.run.checkpoint_every == 0 || step + 1 == total) {
             let state = CheckpointState {
                 version: CHECKPOINT_VERSION,
                 step: step + 1,
@@ -454,7 +556,7 @@ pub fn train(
     let skipped_records = loader.skipped().into_iter().map(|s| s.error).collect();
     let passed_over_batches = passed_over;
     drop(loader);
-    let plot = if cfg.run.plot {
+    let plot = if cfg.run.plot && lead {
         Some(write_plot(run_dir)?)
     } else {
         None
@@ -466,7 +568,18 @@ pub fn train(
         clips_per_s,
         data_wait,
         peak_gpu_memory_mib: rates.peak_gpu_mib,
-        checkpoint: last_checkpoint.expect("the last step always checkpoints"),
+        // Rank 0 writes the last checkpoint; every rank names it.
+        checkpoint: last_checkpoint.unwrap_or_else(|| {
+            run_dir
+                .join(checkpoint::CHECKPOINT_DIR)
+                .join(checkpoint::step_dir_name(total))
+        }),
+        parameter_sum: tch::no_grad(|| {
+            vs.trainable_variables()
+                .iter()
+                .map(|t| t.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]))
+                .sum()
+        }),
         plot,
         skipped_records,
         passed_over_batches,

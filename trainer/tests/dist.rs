@@ -1,17 +1,27 @@
 //! c10d from Rust: two processes on 127.0.0.1 join a Gloo group through libtorch's own
 //! TCPStore and ProcessGroupGloo and all-reduce, all-gather and meet at a barrier; a group
-//! one rank never joins fails within its timeout instead of hanging.
+//! one rank never joins fails within its timeout instead of hanging. Data-parallel training
+//! on it: at world size 1 it is today's trainer bit for bit; two ranks stay identical
+//! replicas and only rank 0 writes the run.
+
+mod common;
 
 use std::net::TcpListener;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use std::path::Path;
+
+use common::{dataset, one_training_at_a_time};
+use gdt_trainer::config::{Resolved, TrainConfig};
 use gdt_trainer::dist::{Launch, ProcessGroup};
+use gdt_trainer::train::{self, Silent};
 use tch::Tensor;
 
-/// Set in the child process: its rank and the store's port.
+/// Set in the child process: its rank, the store's port, and (training) the work folder.
 const CHILD_RANK: &str = "GDT_DIST_TEST_RANK";
 const CHILD_PORT: &str = "GDT_DIST_TEST_PORT";
+const CHILD_WORK: &str = "GDT_DIST_TEST_WORK";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -111,5 +121,127 @@ fn a_group_a_rank_never_joins_fails_within_its_timeout() {
     assert!(
         !text.contains("Exception raised from"),
         "C++ stack trace kept: {text}"
+    );
+}
+
+/// The tiny CPU model of the trainer's tests, batch 2 per rank, 4 steps.
+fn tiny(data: &Path) -> Resolved {
+    let text = r#"
+        device = "cpu"
+        steps = 4
+        [data]
+        batch_size = 2
+        clip = 8
+        crop = 32
+        scale_min = 36.0
+        scale_max = 44.0
+        threads = 1
+        [model]
+        width = 0.0625
+        [run]
+        checkpoint_every = 2
+        plot = false
+    "#;
+    let mut c = TrainConfig::from_toml(text, "test", &[]).unwrap();
+    c.dataset = Some(data.to_path_buf());
+    c.resolve().unwrap()
+}
+
+fn model_bytes(run: &Path) -> Vec<u8> {
+    std::fs::read(run.join("checkpoints/step-00000004/model.safetensors")).unwrap()
+}
+
+#[test]
+fn at_world_size_one_the_data_parallel_path_is_todays_trainer_bit_for_bit() {
+    if std::env::var(CHILD_RANK).is_ok() {
+        return;
+    }
+    let _alone = one_training_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    dataset(&data);
+    let plain = dir.path().join("plain");
+    train::train(&tiny(&data), &plain, false, &mut Silent).unwrap();
+    let mut group = ProcessGroup::gloo(&launch(0, 1, free_port()), Duration::from_secs(30)).unwrap();
+    let parallel = dir.path().join("parallel");
+    train::train_data_parallel(&tiny(&data), &parallel, false, &mut Silent, &mut group).unwrap();
+    assert!(model_bytes(&plain) == model_bytes(&parallel));
+    let log = |run: &Path| std::fs::read_to_string(run.join("log.jsonl")).unwrap();
+    let losses = |run: &Path| -> Vec<String> {
+        log(run)
+            .lines()
+            .map(|l| l.split(",\"lr\"").next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(losses(&plain), losses(&parallel));
+}
+
+/// One rank of the two-rank run; returns its final loss and parameter sum.
+fn train_rank(rank: usize, port: u16, work: &Path) -> (f64, f64) {
+    let mut group = ProcessGroup::gloo(&launch(rank, 2, port), Duration::from_secs(60)).unwrap();
+    let s = train::train_data_parallel(
+        &tiny(&work.join("data")),
+        &work.join("run"),
+        false,
+        &mut Silent,
+        &mut group,
+    )
+    .unwrap();
+    (s.final_loss, s.parameter_sum)
+}
+
+#[test]
+fn two_ranks_train_as_identical_replicas_and_only_rank_0_writes() {
+    if let (Ok(rank), Ok(port), Ok(work)) = (
+        std::env::var(CHILD_RANK),
+        std::env::var(CHILD_PORT),
+        std::env::var(CHILD_WORK),
+    ) {
+        let work = Path::new(&work);
+        let (loss, sum) = train_rank(rank.parse().unwrap(), port.parse().unwrap(), work);
+        std::fs::write(work.join("rank1.txt"), format!("{loss} {sum}")).unwrap();
+        return;
+    }
+    let _alone = one_training_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    dataset(&dir.path().join("data"));
+    let port = free_port();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "two_ranks_train_as_identical_replicas_and_only_rank_0_writes",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env(CHILD_RANK, "1")
+        .env(CHILD_PORT, port.to_string())
+        .env(CHILD_WORK, dir.path())
+        .spawn()
+        .unwrap();
+    let ours = train_rank(0, port, dir.path());
+    let theirs = wait_bounded(&mut child, Duration::from_secs(120));
+    assert!(theirs.is_some_and(|s| s.success()), "rank 1: {theirs:?}");
+    let text = std::fs::read_to_string(dir.path().join("rank1.txt")).unwrap();
+    let mut it = text.split(' ').map(|v| v.parse::<f64>().unwrap());
+    let (loss1, sum1) = (it.next().unwrap(), it.next().unwrap());
+    // The logged loss is the ranks' mean on both; averaged gradients keep the replicas equal.
+    assert_eq!(ours.0, loss1);
+    assert_eq!(ours.1, sum1, "the replicas drifted apart");
+    let run = dir.path().join("run");
+    assert_eq!(
+        std::fs::read_to_string(run.join("log.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        4
+    );
+    let mut written: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(
+        written,
+        ["step-00000002", "step-00000004"],
+        "one writer, no temporaries left"
     );
 }

@@ -2,33 +2,16 @@
 //! goes down, a resumed run is bit-identical to a straight one, and the run directory holds
 //! what the docs promise.
 
+mod common;
+
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+
+use common::{dataset, one_training_at_a_time};
 
 use gdt_pipeline::synth::packed::SmallDataset;
 use gdt_trainer::config::TrainConfig;
 use gdt_trainer::train::{self, Silent};
 use gdt_trainer::{checkpoint, run_log};
-
-/// Training seeds torch's process-wide generator (initialisation, then dropout before every
-/// step), as PyTorch does; two trainings at once in one process would draw from each other's
-/// streams. The test harness runs tests on parallel threads, so each test here trains alone.
-fn one_training_at_a_time() -> MutexGuard<'static, ()> {
-    static TORCH: Mutex<()> = Mutex::new(());
-    TORCH.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// 12 records: 8 in the train split (records 0-3 and 8-11), 4 in the test split (4-7).
-fn dataset(dir: &Path) {
-    SmallDataset {
-        count: 12,
-        seed: 5,
-        ..SmallDataset::default()
-    }
-    .small_frames()
-    .write(dir)
-    .unwrap();
-}
 
 /// A small model on small clips: the real architecture at 1/16 width.
 fn config(dataset: &Path, steps: u64, extra: &[&str]) -> TrainConfig {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use gdt_trainer::config::TrainConfig;
+use gdt_trainer::dist::{Launch, ProcessGroup};
 use gdt_trainer::run_log::StepRecord;
 use gdt_trainer::spec::{preset_names, TransformSpec};
 use gdt_trainer::train::{self, Observer, RunInfo};
@@ -58,12 +59,23 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         cfg.device = d.clone();
     }
     let resolved = cfg.resolve()?;
+    let launch = Launch::from_env()?;
+    let lead = launch.as_ref().is_none_or(|l| l.rank == 0);
     let mut observer = Progress {
         bar: None,
-        quiet: args.quiet,
+        quiet: args.quiet || !lead,
     };
-    let summary = train::train(&resolved, &run_dir, args.resume, &mut observer)
-        .with_context(|| format!("training into {}", run_dir.display()))?;
+    let summary = match &launch {
+        None => train::train(&resolved, &run_dir, args.resume, &mut observer),
+        Some(launch) => {
+            let mut group = ProcessGroup::gloo(launch, Duration::from_secs(args.dist_timeout))?;
+            train::train_data_parallel(&resolved, &run_dir, args.resume, &mut observer, &mut group)
+        }
+    }
+    .with_context(|| format!("training into {}", run_dir.display()))?;
+    if !lead {
+        return Ok(0);
+    }
     if let Some(bar) = observer.bar.take() {
         bar.finish_and_clear();
     }

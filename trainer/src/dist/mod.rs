@@ -3,7 +3,8 @@
 //! interface over them); `launch` reads where this process stands from the variables
 //! torchrun and Slurm set.
 //!
-//! Gloo (CPU tensors) is what runs here and in CI; NCCL for CUDA tensors comes next.
+//! Gloo (CPU tensors) is what runs here and in CI; NCCL for CUDA tensors comes next. The
+//! training loop's use of it: `train::train_data_parallel`, docs/DISTRIBUTED.md.
 
 pub mod launch;
 
