@@ -288,3 +288,95 @@ fn torchrun_no_python_starts_a_two_rank_run() {
     assert_eq!(log.lines().count(), 3);
     assert!(run.join("checkpoints/step-00000003/model.safetensors").is_file());
 }
+
+/// A rank killed with SIGKILL mid-run: the other fails its next collective and exits
+/// non-zero with the reason instead of waiting forever; no process is left behind.
+#[test]
+fn a_rank_killed_mid_run_makes_the_other_exit_with_the_reason() {
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("ds");
+    let d = ds.to_str().unwrap();
+    let o = gdt(&[
+        "synth",
+        "--packed",
+        "-o",
+        d,
+        "--count",
+        "16",
+        "--max-seconds",
+        "2",
+        "--mels",
+        "40",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let run = dir.path().join("run");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let rank = |r: &str| -> Child {
+        let mut args = vec![
+            "train",
+            d,
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--steps",
+            "100000",
+            "-q",
+            "--dist-timeout",
+            "30",
+        ];
+        args.extend(SMALL);
+        Command::new(env!("CARGO_BIN_EXE_gdt"))
+            .args(&args)
+            .env("RANK", r)
+            .env("WORLD_SIZE", "2")
+            .env("LOCAL_RANK", r)
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", &port)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (mut r0, mut r1) = (rank("0"), rank("1"));
+    // Both are training once rank 0 has logged two steps.
+    let start = Instant::now();
+    let log = run.join("log.jsonl");
+    while std::fs::read_to_string(&log).map_or(0, |t| t.lines().count()) < 2 {
+        if start.elapsed() > Duration::from_secs(120) || r0.try_wait().unwrap().is_some() {
+            let _ = (r0.kill(), r1.kill(), r0.wait(), r1.wait());
+            panic!("the run did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    r1.kill().unwrap(); // SIGKILL
+    r1.wait().unwrap();
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(s) = r0.try_wait().unwrap() {
+            break Some(s);
+        }
+        if killed.elapsed() > Duration::from_secs(90) {
+            let _ = (r0.kill(), r0.wait());
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let o = r0.wait_with_output().unwrap();
+    let out = text(&o);
+    let status = status.unwrap_or_else(|| panic!("rank 0 still ran 90 s after rank 1 died: {out}"));
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(out.contains("rank 0 of 2: all-reduce:"), "{out}");
+    eprintln!(
+        "rank 0 exited {:.1} s after rank 1 was killed: {}",
+        killed.elapsed().as_secs_f64(),
+        out.trim()
+    );
+}
