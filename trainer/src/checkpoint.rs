@@ -62,6 +62,14 @@ pub struct CheckpointState {
     pub loader: LoaderState,
     /// The resolved config, as TOML.
     pub config: String,
+    /// Ranks that trained it (1 in checkpoints that predate data parallelism): with the
+    /// config's per-rank batch size, the global batch its loader position counts in.
+    #[serde(default = "one_rank")]
+    pub world: usize,
+}
+
+fn one_rank() -> usize {
+    1
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {

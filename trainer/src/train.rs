@@ -154,6 +154,8 @@ struct Start {
     checkpoint: Option<PathBuf>,
     step: u64,
     loader: LoaderState,
+    /// The global batch (records) the checkpoint's loader position counts in.
+    global_batch: Option<usize>,
 }
 
 impl Start {
@@ -169,16 +171,20 @@ impl Start {
         let start = if resume {
             let dir = checkpoint::latest(run_dir)?;
             let state = checkpoint::read_state(&dir)?;
+            let origin = dir.join("state.json").display().to_string();
+            let saved = TrainConfig::from_toml(&state.config, &origin, &[])?;
             Start {
                 checkpoint: Some(dir),
                 step: state.step,
                 loader: state.loader,
+                global_batch: Some(saved.data.batch_size * state.world),
             }
         } else {
             Start {
                 checkpoint: None,
                 step: 0,
                 loader: LoaderState { epoch: 0, batch: 0 },
+                global_batch: None,
             }
         };
         if start.step >= total {
@@ -431,6 +437,22 @@ fn run(
     }
     let total = cfg.steps;
     let start = Start::find(run_dir, resume, total)?;
+    // A resume at another world size continues at the same global position only with the
+    // same global batch.
+    if let Some(global) = start.global_batch {
+        if cfg.data.batch_size * world != global {
+            let hint = if global % world == 0 {
+                format!("use --set data.batch_size={}", global / world)
+            } else {
+                format!("{world} ranks cannot share it equally")
+            };
+            return Err(TrainError::Run(format!(
+                "the checkpoint's global batch is {global} records; {world} rank(s) x data.batch_size {} is {}: {hint}",
+                cfg.data.batch_size,
+                cfg.data.batch_size * world
+            )));
+        }
+    }
     let mut loader = open_loader(
         resolved,
         &dataset,
@@ -547,6 +569,7 @@ fn run(
                 step: step + 1,
                 loader: state_after,
                 config: cfg.to_toml(),
+                world,
             };
             let dir = checkpoint::save(run_dir, &vs, &sgd, &state, cfg.run.keep_checkpoints)?;
             observer.checkpoint(step + 1, &dir);

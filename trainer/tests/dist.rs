@@ -2,7 +2,8 @@
 //! TCPStore and ProcessGroupGloo and all-reduce, all-gather and meet at a barrier; a group
 //! one rank never joins fails within its timeout instead of hanging. Data-parallel training
 //! on it: at world size 1 it is today's trainer bit for bit; two ranks stay identical
-//! replicas and only rank 0 writes the run.
+//! replicas, only rank 0 writes the run, and one process resumes it with the same global
+//! batch.
 
 mod common;
 
@@ -126,6 +127,10 @@ fn a_group_a_rank_never_joins_fails_within_its_timeout() {
 
 /// The tiny CPU model of the trainer's tests, batch 2 per rank, 4 steps.
 fn tiny(data: &Path) -> Resolved {
+    tiny_config(data).resolve().unwrap()
+}
+
+fn tiny_config(data: &Path) -> TrainConfig {
     let text = r#"
         device = "cpu"
         steps = 4
@@ -144,7 +149,7 @@ fn tiny(data: &Path) -> Resolved {
     "#;
     let mut c = TrainConfig::from_toml(text, "test", &[]).unwrap();
     c.dataset = Some(data.to_path_buf());
-    c.resolve().unwrap()
+    c
 }
 
 fn model_bytes(run: &Path) -> Vec<u8> {
@@ -244,4 +249,24 @@ fn two_ranks_train_as_identical_replicas_and_only_rank_0_writes() {
         ["step-00000002", "step-00000004"],
         "one writer, no temporaries left"
     );
+
+    // One process resumes it: the checkpoint counts in global batches of 2 ranks x 2.
+    let mut cfg = tiny_config(&dir.path().join("data"));
+    cfg.steps = 6;
+    let err = train::train(&cfg.clone().resolve().unwrap(), &run, true, &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("global batch is 4 records") && err.contains("--set data.batch_size=4"),
+        "{err}"
+    );
+    cfg.data.batch_size = 4;
+    train::train(&cfg.resolve().unwrap(), &run, true, &mut Silent).unwrap();
+    // 8 train records in global batches of 4: two per epoch, in order across the change.
+    let positions: Vec<(u64, usize)> = gdt_trainer::run_log::read(&run.join("log.jsonl"))
+        .unwrap()
+        .iter()
+        .map(|r| (r.epoch, r.batch))
+        .collect();
+    assert_eq!(positions, [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]);
 }
