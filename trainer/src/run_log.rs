@@ -31,6 +31,10 @@ pub struct StepRecord {
     pub step_seconds: f64,
     /// MiB of GPU memory in use, when on CUDA with an NVIDIA driver.
     pub gpu_memory_mib: Option<f64>,
+    /// Fraction of the step spent averaging gradients over the ranks (0 outside
+    /// data-parallel runs, and in logs written before it existed).
+    #[serde(default)]
+    pub all_reduce: f64,
 }
 
 /// `log.jsonl`, appended one line per step.

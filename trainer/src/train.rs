@@ -118,6 +118,8 @@ pub struct Summary {
     pub clips_per_s: f64,
     /// Mean share of a step spent waiting for the loader.
     pub data_wait: f64,
+    /// Mean share of a step spent averaging gradients over the ranks (0 on one process).
+    pub all_reduce: f64,
     /// Highest GPU memory in use (NVML), when on CUDA.
     pub peak_gpu_memory_mib: Option<f64>,
     /// The last checkpoint written (by rank 0, in a data-parallel run).
@@ -287,8 +289,9 @@ fn build_trainable(
     Ok((vs, model, sgd))
 }
 
-/// One optimizer step on a batch: embeddings, GDT-NCE over its masks, backward, SGD.
-/// Returns the loss without waiting for the device.
+/// One optimizer step on a batch: embeddings, GDT-NCE over its masks, backward, (gradients
+/// averaged over the ranks), SGD. Returns the loss without waiting for the device, and the
+/// seconds the gradient all-reduce took.
 #[allow(clippy::too_many_arguments)]
 fn gdt_step(
     cfg: &TrainConfig,
@@ -300,7 +303,7 @@ fn gdt_step(
     bf16: bool,
     channels_last: bool,
     group: Option<&mut ProcessGroup>,
-) -> Result<Tensor, TrainError> {
+) -> Result<(Tensor, f64), TrainError> {
     let device = batch.video.device();
     let (c, w) = masks.as_f32();
     let n = masks.n as i64;
@@ -319,11 +322,14 @@ fn gdt_step(
     );
     sgd.zero_grad();
     loss.backward();
+    let mut all_reduce_s = 0.0;
     if let Some(group) = group {
+        let start = Instant::now();
         average_gradients(group, sgd.parameters())?;
+        all_reduce_s = start.elapsed().as_secs_f64();
     }
     sgd.step(lr);
-    Ok(loss)
+    Ok((loss, all_reduce_s))
 }
 
 /// Replaces every rank's gradients by their mean over the ranks: one all-reduce of all
@@ -353,6 +359,7 @@ fn average_gradients<'a>(
 struct Rates {
     clips_per_s: f64,
     data_wait: f64,
+    all_reduce: f64,
     steps: u64,
     peak_gpu_mib: Option<f64>,
 }
@@ -365,13 +372,14 @@ impl Rates {
         if !first {
             self.clips_per_s += record.clips_per_s;
             self.data_wait += record.data_wait;
+            self.all_reduce += record.all_reduce;
             self.steps += 1;
         }
     }
 
-    fn means(&self) -> (f64, f64) {
+    fn means(&self) -> (f64, f64, f64) {
         let n = self.steps.max(1) as f64;
-        (self.clips_per_s / n, self.data_wait / n)
+        (self.clips_per_s / n, self.data_wait / n, self.all_reduce / n)
     }
 }
 
@@ -512,7 +520,7 @@ fn run(
         // The head's dropout masks follow from (seed, step) alone, so a resumed run draws
         // the ones an unbroken run would have.
         tch::manual_seed((cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step) as i64);
-        let mut loss = gdt_step(
+        let (mut loss, all_reduce_s) = gdt_step(
             cfg,
             &model,
             &mut sgd,
@@ -555,6 +563,7 @@ fn run(
             data_wait: wait / seconds,
             step_seconds: seconds,
             gpu_memory_mib: gpu_memory.as_ref().and_then(GpuMemory::used_mib),
+            all_reduce: all_reduce_s / seconds,
         };
         rates.add(&record, step == start.step);
         if let Some(log) = log.as_mut() {
@@ -584,12 +593,13 @@ fn run(
     } else {
         None
     };
-    let (clips_per_s, data_wait) = rates.means();
+    let (clips_per_s, data_wait, all_reduce) = rates.means();
     Ok(Summary {
         steps: total,
         final_loss,
         clips_per_s,
         data_wait,
+        all_reduce,
         peak_gpu_memory_mib: rates.peak_gpu_mib,
         // Rank 0 writes the last checkpoint; every rank names it.
         checkpoint: last_checkpoint.unwrap_or_else(|| {

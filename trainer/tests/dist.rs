@@ -263,10 +263,10 @@ fn two_ranks_train_as_identical_replicas_and_only_rank_0_writes() {
     cfg.data.batch_size = 4;
     train::train(&cfg.resolve().unwrap(), &run, true, &mut Silent).unwrap();
     // 8 train records in global batches of 4: two per epoch, in order across the change.
-    let positions: Vec<(u64, usize)> = gdt_trainer::run_log::read(&run.join("log.jsonl"))
-        .unwrap()
-        .iter()
-        .map(|r| (r.epoch, r.batch))
-        .collect();
+    let log = gdt_trainer::run_log::read(&run.join("log.jsonl")).unwrap();
+    let positions: Vec<(u64, usize)> = log.iter().map(|r| (r.epoch, r.batch)).collect();
     assert_eq!(positions, [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]);
+    // The log says what averaging the gradients cost, on the steps that did it.
+    assert!(log[..4].iter().all(|r| r.all_reduce > 0.0 && r.all_reduce < 1.0));
+    assert!(log[4..].iter().all(|r| r.all_reduce == 0.0));
 }

@@ -80,11 +80,19 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         bar.finish_and_clear();
     }
     println!(
-        "trained to step {}: loss {:.4}, {:.1} clips/s, data wait {:.1}%{}",
+        "trained to step {}: loss {:.4}, {:.1} clips/s, data wait {:.1}%{}{}",
         summary.steps,
         summary.final_loss,
         summary.clips_per_s,
         100.0 * summary.data_wait,
+        if launch.is_some() {
+            format!(
+                ", gradient all-reduce {:.1}% of a step",
+                100.0 * summary.all_reduce
+            )
+        } else {
+            String::new()
+        },
         summary
             .peak_gpu_memory_mib
             .map(|m| format!(", peak GPU memory {m:.0} MiB"))
