@@ -507,7 +507,18 @@ fn run(
     });
 
     let mut passed_over = Vec::new();
+    // Ranks must step together: one that passed over a batch the others train on would pair
+    // its collectives with the wrong step. Until ranks agree on it, that ends the run.
+    let in_step = |passed_over: &Vec<String>| -> Result<(), TrainError> {
+        match passed_over.last() {
+            Some(why) if world > 1 => Err(TrainError::Run(format!(
+                "rank {rank} of {world}: a batch cannot be trained on and data-parallel runs cannot pass over one yet: {why}"
+            ))),
+            _ => Ok(()),
+        }
+    };
     let mut next = Some(fetch(&mut loader, &resolved.spec, device, &mut passed_over)?);
+    in_step(&passed_over)?;
     let (mut final_loss, mut last_checkpoint, mut rates) = (f64::NAN, None, Rates::default());
     for step in start.step..total {
         let t0 = Instant::now();
@@ -541,6 +552,7 @@ fn run(
         let waited = Instant::now();
         if step + 1 < total {
             next = Some(fetch(&mut loader, &resolved.spec, device, &mut passed_over)?);
+            in_step(&passed_over)?;
         }
         let wait = waited.elapsed().as_secs_f64();
         let loss_value = loss.double_value(&[]); // waits for the step to finish

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use std::path::Path;
 
-use common::{dataset, one_training_at_a_time};
+use common::{damage_spectrogram, dataset, one_training_at_a_time};
 use gdt_trainer::config::{Resolved, TrainConfig};
 use gdt_trainer::dist::{Launch, ProcessGroup};
 use gdt_trainer::train::{self, Silent};
@@ -181,56 +181,79 @@ fn at_world_size_one_the_data_parallel_path_is_todays_trainer_bit_for_bit() {
     assert_eq!(losses(&plain), losses(&parallel));
 }
 
-/// One rank of the two-rank run; returns its final loss and parameter sum.
-fn train_rank(rank: usize, port: u16, work: &Path) -> (f64, f64) {
-    let mut group = ProcessGroup::gloo(&launch(rank, 2, port), Duration::from_secs(60)).unwrap();
-    let s = train::train_data_parallel(
-        &tiny(&work.join("data")),
+/// One rank of a two-rank run of `tiny` with `overrides`.
+fn train_rank(rank: usize, port: u16, work: &Path, overrides: &[String]) -> Result<train::Summary, String> {
+    let mut group =
+        ProcessGroup::gloo(&launch(rank, 2, port), Duration::from_secs(20)).map_err(|e| e.to_string())?;
+    let cfg = TrainConfig::from_toml(&tiny_config(&work.join("data")).to_toml(), "test", overrides).unwrap();
+    train::train_data_parallel(
+        &cfg.resolve().unwrap(),
         &work.join("run"),
         false,
         &mut Silent,
         &mut group,
     )
-    .unwrap();
-    (s.final_loss, s.parameter_sum)
+    .map_err(|e| e.to_string())
+}
+
+/// Runs rank 1 of the test `name` in a child process over `work` (bounded, never left
+/// behind) while this process runs rank 0; returns rank 0's result and rank 1's exit.
+fn two_ranks(
+    name: &str,
+    work: &Path,
+    overrides: &[String],
+) -> (Result<train::Summary, String>, Option<std::process::ExitStatus>) {
+    let port = free_port();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--test-threads=1"])
+        .env(CHILD_RANK, "1")
+        .env(CHILD_PORT, port.to_string())
+        .env(CHILD_WORK, work)
+        .spawn()
+        .unwrap();
+    let ours = train_rank(0, port, work, overrides);
+    (ours, wait_bounded(&mut child, Duration::from_secs(120)))
+}
+
+/// In the child: rank 1's part of a `two_ranks` test; its outcome goes to `rank1.txt`.
+fn as_child(overrides: &[String]) -> bool {
+    let (Ok(_), Ok(port), Ok(work)) = (
+        std::env::var(CHILD_RANK),
+        std::env::var(CHILD_PORT),
+        std::env::var(CHILD_WORK),
+    ) else {
+        return false;
+    };
+    let work = Path::new(&work);
+    let report = match train_rank(1, port.parse().unwrap(), work, overrides) {
+        Ok(s) => format!("ok {} {}", s.final_loss, s.parameter_sum),
+        Err(e) => format!("error {e}"),
+    };
+    std::fs::write(work.join("rank1.txt"), report).unwrap();
+    true
 }
 
 #[test]
 fn two_ranks_train_as_identical_replicas_and_only_rank_0_writes() {
-    if let (Ok(rank), Ok(port), Ok(work)) = (
-        std::env::var(CHILD_RANK),
-        std::env::var(CHILD_PORT),
-        std::env::var(CHILD_WORK),
-    ) {
-        let work = Path::new(&work);
-        let (loss, sum) = train_rank(rank.parse().unwrap(), port.parse().unwrap(), work);
-        std::fs::write(work.join("rank1.txt"), format!("{loss} {sum}")).unwrap();
+    if as_child(&[]) {
         return;
     }
     let _alone = one_training_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     dataset(&dir.path().join("data"));
-    let port = free_port();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "two_ranks_train_as_identical_replicas_and_only_rank_0_writes",
-            "--exact",
-            "--test-threads=1",
-        ])
-        .env(CHILD_RANK, "1")
-        .env(CHILD_PORT, port.to_string())
-        .env(CHILD_WORK, dir.path())
-        .spawn()
-        .unwrap();
-    let ours = train_rank(0, port, dir.path());
-    let theirs = wait_bounded(&mut child, Duration::from_secs(120));
+    let (ours, theirs) = two_ranks(
+        "two_ranks_train_as_identical_replicas_and_only_rank_0_writes",
+        dir.path(),
+        &[],
+    );
     assert!(theirs.is_some_and(|s| s.success()), "rank 1: {theirs:?}");
+    let ours = ours.unwrap();
     let text = std::fs::read_to_string(dir.path().join("rank1.txt")).unwrap();
-    let mut it = text.split(' ').map(|v| v.parse::<f64>().unwrap());
+    let mut it = text.split(' ').skip(1).map(|v| v.parse::<f64>().unwrap());
     let (loss1, sum1) = (it.next().unwrap(), it.next().unwrap());
     // The logged loss is the ranks' mean on both; averaged gradients keep the replicas equal.
-    assert_eq!(ours.0, loss1);
-    assert_eq!(ours.1, sum1, "the replicas drifted apart");
+    assert_eq!(ours.final_loss, loss1);
+    assert_eq!(ours.parameter_sum, sum1, "the replicas drifted apart");
     let run = dir.path().join("run");
     assert_eq!(
         std::fs::read_to_string(run.join("log.jsonl"))
@@ -269,4 +292,35 @@ fn two_ranks_train_as_identical_replicas_and_only_rank_0_writes() {
     // The log says what averaging the gradients cost, on the steps that did it.
     assert!(log[..4].iter().all(|r| r.all_reduce > 0.0 && r.all_reduce < 1.0));
     assert!(log[4..].iter().all(|r| r.all_reduce == 0.0));
+}
+
+/// A batch one rank cannot train on (left without negatives by a damaged record) would put
+/// the ranks out of step: that rank stops with the reason, and the other does not hang.
+#[test]
+fn a_batch_one_rank_must_pass_over_ends_the_run_on_every_rank() {
+    let overrides = ["loss.preset=\"cross-modal\"".to_string()];
+    if as_child(&overrides) {
+        return;
+    }
+    let _alone = one_training_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    dataset(&data);
+    damage_spectrogram(&data, 9);
+    let (ours, theirs) = two_ranks(
+        "a_batch_one_rank_must_pass_over_ends_the_run_on_every_rank",
+        dir.path(),
+        &overrides,
+    );
+    assert!(theirs.is_some(), "rank 1 did not finish");
+    let theirs = std::fs::read_to_string(dir.path().join("rank1.txt")).unwrap();
+    let Err(ours) = ours else {
+        panic!("rank 0 cannot finish either")
+    };
+    assert!(theirs.starts_with("error "), "{theirs}");
+    let reasons = format!("{ours}\n{theirs}");
+    assert!(
+        reasons.contains("cannot pass over one yet") && reasons.contains("no negative"),
+        "{reasons}"
+    );
 }

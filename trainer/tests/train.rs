@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{dataset, one_training_at_a_time};
+use common::{damage_spectrogram, dataset, one_training_at_a_time};
 
 use gdt_pipeline::synth::packed::SmallDataset;
 use gdt_trainer::config::TrainConfig;
@@ -312,18 +312,4 @@ fn pretraining_leaves_out_held_out_splits_unless_told_otherwise() {
         err.contains("every split is held out for evaluation (test)") && err.contains("data.splits"),
         "{err}"
     );
-}
-
-/// Flips a byte in the middle of record `record`'s spectrogram in the first shard: the
-/// loader then skips that record as damaged.
-fn damage_spectrogram(data: &Path, record: usize) {
-    let shard = data.join("shard-00000.gdt");
-    let (offset, len) = gdt_formats::shard::Shard::open(&shard)
-        .unwrap()
-        .record(record)
-        .unwrap()
-        .blob_location(1);
-    let mut bytes = std::fs::read(&shard).unwrap();
-    bytes[offset as usize + len as usize / 2] ^= 0xff;
-    std::fs::write(&shard, &bytes).unwrap();
 }

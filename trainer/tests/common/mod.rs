@@ -1,4 +1,5 @@
 //! What the trainer's test files share.
+#![allow(dead_code)] // not every test file uses everything
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -23,4 +24,18 @@ pub fn dataset(dir: &Path) {
     .small_frames()
     .write(dir)
     .unwrap();
+}
+
+/// Flips a byte in the middle of record `record`'s spectrogram in the first shard: the
+/// loader then skips that record as damaged.
+pub fn damage_spectrogram(data: &Path, record: usize) {
+    let shard = data.join("shard-00000.gdt");
+    let (offset, len) = gdt_formats::shard::Shard::open(&shard)
+        .unwrap()
+        .record(record)
+        .unwrap()
+        .blob_location(1);
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[offset as usize + len as usize / 2] ^= 0xff;
+    std::fs::write(&shard, &bytes).unwrap();
 }
