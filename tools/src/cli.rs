@@ -47,7 +47,7 @@ pub enum Command {
 #[command(
     after_help = "Config keys (TOML sections, all optional): steps, seed, device, dataset; \
 [data] batch_size shifts reversal clip crop scale_min scale_max color_jitter threads prefetch min_gap strict splits; \
-[model] width head_dropout; [loss] preset factors pairs temperature detach_keys; \
+[model] width head_dropout; [loss] preset factors pairs temperature detach_keys global_negatives; \
 [optim] lr momentum weight_decay warmup_steps decay; \
 [run] checkpoint_every keep_checkpoints bf16 channels_last plot. \
 Pretraining reads the dataset's non-test splits (data.splits; [] for every record). \

@@ -150,6 +150,10 @@ pub struct LossConfig {
     pub temperature: f64,
     /// Gradients through the query side only, as the reference code does.
     pub detach_keys: bool,
+    /// With more than one rank, the other ranks' embeddings join every denominator as
+    /// negatives (detached), as the reference's `dist_collect_other` does, so the loss
+    /// sees the global batch's negatives; off: each rank's own batch only.
+    pub global_negatives: bool,
 }
 
 impl Default for LossConfig {
@@ -160,6 +164,7 @@ impl Default for LossConfig {
             pairs: None,
             temperature: 0.07,
             detach_keys: false,
+            global_negatives: true,
         }
     }
 }

@@ -18,6 +18,32 @@ use tch::{Kind, Tensor};
 /// 0/1 masks on the same device. Computed in f32 (f64 if the embeddings are f64), whatever
 /// autocast did upstream.
 pub fn gdt_nce(embeddings: &Tensor, c: &Tensor, w: &Tensor, temperature: f64, detach_keys: bool) -> Tensor {
+    nce(embeddings, c, w, temperature, detach_keys, None)
+}
+
+/// [`gdt_nce`] whose denominators also hold `extra` keys `[m, d]`: the other ranks'
+/// embeddings in a data-parallel run (the reference's `dist_collect_other`), other samples,
+/// so never positives. `extra_w`: `[n, m]`, whether row i's denominator holds key k.
+pub fn gdt_nce_with_negatives(
+    embeddings: &Tensor,
+    c: &Tensor,
+    w: &Tensor,
+    temperature: f64,
+    detach_keys: bool,
+    extra: &Tensor,
+    extra_w: &Tensor,
+) -> Tensor {
+    nce(embeddings, c, w, temperature, detach_keys, Some((extra, extra_w)))
+}
+
+fn nce(
+    embeddings: &Tensor,
+    c: &Tensor,
+    w: &Tensor,
+    temperature: f64,
+    detach_keys: bool,
+    extra: Option<(&Tensor, &Tensor)>,
+) -> Tensor {
     let kind = if embeddings.kind() == Kind::Double {
         Kind::Double
     } else {
@@ -33,12 +59,16 @@ pub fn gdt_nce(embeddings: &Tensor, c: &Tensor, w: &Tensor, temperature: f64, de
     let c = c.to_kind(kind);
     let w = w.to_kind(kind);
     let absent = w.eq(0.0);
-    let log_denominator = logits
-        .masked_fill(&absent, f64::NEG_INFINITY)
-        .logsumexp([1i64], true);
+    let in_batch = logits.masked_fill(&absent, f64::NEG_INFINITY);
+    let log_denominator = match extra {
+        None => in_batch.logsumexp([1i64], true),
+        Some((keys, extra_w)) => {
+            let outside = (q.matmul(&keys.to_kind(kind).tr()) / temperature)
+                .masked_fill(&extra_w.to_kind(kind).eq(0.0), f64::NEG_INFINITY);
+            Tensor::cat(&[in_batch, outside], 1).logsumexp([1i64], true)
+        }
+    };
     let positive = &c * &w;
-    // Pairs outside the positives contribute nothing; zero their terms before the product so
-    // that a -inf never meets a 0.
     let log_p = (logits - log_denominator).masked_fill(&positive.eq(0.0), 0.0);
     -(positive.shallow_clone() * log_p).sum(kind) / positive.sum(kind)
 }
@@ -51,6 +81,17 @@ mod tests {
 
     /// The formula with loops over plain f64, nothing shared with the tensor version.
     fn reference(z: &[Vec<f64>], m: &Masks, rho: f64) -> f64 {
+        reference_with(z, m, rho, &[], &|_, _| false)
+    }
+
+    /// The formula, with `extra` keys in the denominators where `extra_w(row, key)`.
+    fn reference_with(
+        z: &[Vec<f64>],
+        m: &Masks,
+        rho: f64,
+        extra: &[Vec<f64>],
+        extra_w: &dyn Fn(usize, usize) -> bool,
+    ) -> f64 {
         let n = z.len();
         let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>() / rho;
         let (mut total, mut count) = (0.0, 0.0);
@@ -58,7 +99,11 @@ mod tests {
             let denom: f64 = (0..n)
                 .filter(|&u| m.w[s * n + u])
                 .map(|u| dot(&z[s], &z[u]).exp())
-                .sum();
+                .sum::<f64>()
+                + (0..extra.len())
+                    .filter(|&k| extra_w(s, k))
+                    .map(|k| dot(&z[s], &extra[k]).exp())
+                    .sum::<f64>();
             for t in 0..n {
                 if m.c[s * n + t] && m.w[s * n + t] {
                     total -= (dot(&z[s], &z[t]).exp() / denom).ln();
@@ -129,6 +174,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn extra_negatives_join_every_denominator_they_are_allowed_in() {
+        tch::manual_seed(11);
+        let spec = TransformSpec::preset("tr-distinct-ts-distinct").unwrap().spec;
+        let m = spec.masks(&crate::spec::tests::layout(3, 2, true)).unwrap();
+        let unit =
+            |rows: i64| crate::head::l2_normalise(&Tensor::randn([rows, 16], (Kind::Double, Device::Cpu)));
+        let (z, x) = (unit(m.n as i64), unit(10));
+        let rows = |t: &Tensor| -> Vec<Vec<f64>> {
+            (0..t.size()[0])
+                .map(|i| Vec::<f64>::try_from(t.get(i)).unwrap())
+                .collect()
+        };
+        // Cross-modal: the first half of the rows (video) meets the last 5 keys (audio).
+        let allowed = |row: usize, key: usize| (row < m.n / 2) == (key >= 5);
+        let ew: Vec<f64> = (0..m.n)
+            .flat_map(|r| (0..10).map(move |k| allowed(r, k) as u8 as f64))
+            .collect();
+        let ew = Tensor::from_slice(&ew).reshape([m.n as i64, 10]);
+        let (c, w) = tensors(&m, Kind::Double);
+        let got = gdt_nce_with_negatives(&z, &c, &w, 0.1, true, &x, &ew).double_value(&[]);
+        let want = reference_with(&rows(&z), &m, 0.1, &rows(&x), &allowed);
+        assert!((got - want).abs() < 1e-9 * want.abs(), "{got} vs {want}");
+        // More negatives, a larger loss; none allowed, the plain loss.
+        assert!(got > gdt_nce(&z, &c, &w, 0.1, true).double_value(&[]));
+        let none = gdt_nce_with_negatives(&z, &c, &w, 0.1, true, &x, &ew.zeros_like()).double_value(&[]);
+        assert!((none - reference(&rows(&z), &m, 0.1)).abs() < 1e-9 * none.abs());
     }
 
     #[test]

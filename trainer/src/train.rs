@@ -18,7 +18,7 @@ use crate::checkpoint::{self, CheckpointError, CheckpointState, CHECKPOINT_VERSI
 use crate::config::{ConfigError, Resolved, TrainConfig};
 use crate::dist::{DistError, ProcessGroup};
 use crate::eval::is_held_out;
-use crate::gdt_loss::gdt_nce;
+use crate::gdt_loss::{gdt_nce, gdt_nce_with_negatives};
 use crate::gpu_memory::GpuMemory;
 use crate::input::{normalise_video, DeviceBatch};
 use crate::model::{weights_to_channels_last_3d, GdtModel};
@@ -26,7 +26,7 @@ use crate::precision::bf16_autocast;
 use crate::run_log::{self, RunLog, StepRecord};
 use crate::schedule::Schedule;
 use crate::sgd::Sgd;
-use crate::spec::{Masks, SpecError, TransformSpec};
+use crate::spec::{Masks, Pairs, SpecError, TransformSpec};
 
 /// The resolved config a run directory keeps.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -303,6 +303,7 @@ fn gdt_step(
     bf16: bool,
     channels_last: bool,
     group: Option<&mut ProcessGroup>,
+    (max_views, masks_pairs): (usize, Pairs),
 ) -> Result<(Tensor, f64), TrainError> {
     let device = batch.video.device();
     let (c, w) = masks.as_f32();
@@ -313,13 +314,17 @@ fn gdt_step(
         let video = normalise_video(&batch.video, channels_last);
         model.forward(&video, &batch.audio, true)
     });
-    let loss = gdt_nce(
-        &embeddings.to_kind(Kind::Float),
-        &c,
-        &w,
-        cfg.loss.temperature,
-        cfg.loss.detach_keys,
-    );
+    let embeddings = embeddings.to_kind(Kind::Float);
+    let (t, detach) = (cfg.loss.temperature, cfg.loss.detach_keys);
+    let mut group = group;
+    let loss = match group.as_deref_mut() {
+        Some(g) if g.world() > 1 && cfg.loss.global_negatives => {
+            let cross_modal = masks_pairs == Pairs::CrossModal;
+            let (keys, keys_w) = other_ranks_negatives(g, &embeddings, max_views, cross_modal)?;
+            gdt_nce_with_negatives(&embeddings, &c, &w, t, detach, &keys, &keys_w)
+        }
+        _ => gdt_nce(&embeddings, &c, &w, t, detach),
+    };
     sgd.zero_grad();
     loss.backward();
     let mut all_reduce_s = 0.0;
@@ -330,6 +335,48 @@ fn gdt_step(
     }
     sgd.step(lr);
     Ok((loss, all_reduce_s))
+}
+
+/// The other ranks' embeddings of this step, detached, as extra negatives for this rank's
+/// anchors (the reference's `dist_collect_other`), and which anchor's denominator holds
+/// which (`[2n, m]`: with cross-modal pairs, a video anchor meets the other ranks' audio
+/// and an audio anchor their video). Every rank sends `[video rows; audio rows]` padded to
+/// `max_views` each (a rank that skipped a damaged record has fewer) and its view count.
+fn other_ranks_negatives(
+    group: &mut ProcessGroup,
+    embeddings: &Tensor,
+    max_views: usize,
+    cross_modal_only: bool,
+) -> Result<(Tensor, Tensor), TrainError> {
+    let n = embeddings.size()[0] / 2;
+    let m = max_views as i64;
+    let local = embeddings.detach();
+    let pad = |rows: Tensor| rows.constant_pad_nd([0, 0, 0, m - n]);
+    let padded = Tensor::cat(&[pad(local.narrow(0, 0, n)), pad(local.narrow(0, n, n))], 0);
+    let all = group.all_gather(&padded)?;
+    let counts = Vec::<i64>::try_from(&group.all_gather(&Tensor::from_slice(&[n]))?.flatten(0, -1))
+        .map_err(TrainError::Torch)?;
+    let (mut video, mut audio) = (Vec::new(), Vec::new());
+    for (r, &count) in counts.iter().enumerate().filter(|(r, _)| *r != group.rank()) {
+        let rows = all.get(r as i64);
+        video.push(rows.narrow(0, 0, count));
+        audio.push(rows.narrow(0, m, count));
+    }
+    let (video, audio) = (Tensor::cat(&video, 0), Tensor::cat(&audio, 0));
+    let (mv, ma) = (video.size()[0], audio.size()[0]);
+    // Rows: this rank's n video anchors, then its n audio anchors; keys: video, then audio.
+    let anchor_is_video = Tensor::arange(2 * n, (Kind::Int64, embeddings.device()))
+        .lt(n)
+        .unsqueeze(1);
+    let key_is_video = Tensor::arange(mv + ma, (Kind::Int64, embeddings.device()))
+        .lt(mv)
+        .unsqueeze(0);
+    let keys_w = if cross_modal_only {
+        anchor_is_video.ne_tensor(&key_is_video)
+    } else {
+        anchor_is_video.ones_like().expand([2 * n, mv + ma], false)
+    };
+    Ok((Tensor::cat(&[video, audio], 0), keys_w.to_kind(Kind::Float)))
 }
 
 /// Replaces every rank's gradients by their mean over the ranks: one all-reduce of all
@@ -407,8 +454,9 @@ pub fn train(
 /// [`train`] as one rank of a data-parallel run over `group`: this rank reads its share of
 /// every global batch (`data.batch_size` is per rank), gradients are averaged over the ranks
 /// before every step, the logged loss is the ranks' mean, and only rank 0 writes the run
-/// directory (config, log, checkpoints, plot) and reports to `observer`. Negatives are this
-/// rank's batch and BatchNorm is per rank. CPU tensors only (Gloo), for now.
+/// directory (config, log, checkpoints, plot) and reports to `observer`. Negatives are the
+/// global batch's (`loss.global_negatives`, detached), BatchNorm is per rank. CPU tensors
+/// only (Gloo), for now.
 pub fn train_data_parallel(
     resolved: &Resolved,
     run_dir: &Path,
@@ -491,6 +539,7 @@ fn run(
         Device::Cuda(i) => GpuMemory::open(i),
         _ => None,
     };
+    let views_per_record = loader.shape().views;
     let mut quiet = Silent;
     let observer: &mut dyn Observer = if lead { observer } else { &mut quiet };
     observer.started(&RunInfo {
@@ -541,6 +590,7 @@ fn run(
             bf16,
             channels_last,
             group.as_deref_mut(),
+            (cfg.data.batch_size * views_per_record, resolved.spec.pairs),
         )?;
         if let Some(g) = group.as_deref_mut() {
             // The logged loss is the mean over the ranks' batches, the global batch's loss.

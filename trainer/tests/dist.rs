@@ -324,3 +324,37 @@ fn a_batch_one_rank_must_pass_over_ends_the_run_on_every_rank() {
         "{reasons}"
     );
 }
+
+/// With global negatives (the default) every anchor's denominator also holds the other
+/// rank's embeddings: on the same first batch and weights, the loss is larger than with
+/// each rank's own negatives only.
+#[test]
+fn global_negatives_join_the_denominators() {
+    let overrides = |global: bool| vec![format!("loss.global_negatives={global}")];
+    let global = std::env::var(CHILD_WORK).map(|w| !w.ends_with("local"));
+    if let Ok(global) = global {
+        if as_child(&overrides(global)) {
+            return;
+        }
+    }
+    let _alone = one_training_at_a_time();
+    let first_loss = |global: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join(if global { "global" } else { "local" });
+        dataset(&work.join("data"));
+        let (ours, theirs) = two_ranks(
+            "global_negatives_join_the_denominators",
+            &work,
+            &overrides(global),
+        );
+        assert!(theirs.is_some_and(|s| s.success()), "rank 1: {theirs:?}");
+        ours.unwrap();
+        gdt_trainer::run_log::read(&work.join("run/log.jsonl")).unwrap()[0].loss
+    };
+    let (global, local) = (first_loss(true), first_loss(false));
+    eprintln!("first-step loss: global negatives {global:.4}, own batch only {local:.4}");
+    assert!(
+        global > local + 0.05,
+        "global negatives {global}, own batch only {local}"
+    );
+}
