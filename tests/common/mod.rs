@@ -10,6 +10,27 @@ pub fn gdt(args: &[&str]) -> Output {
         .expect("gdt runs")
 }
 
+/// `gdt synth --packed` of `count` videos of up to `max_seconds` into `dir/ds` (40 mels).
+#[allow(dead_code)] // not every test binary packs
+pub fn packed_dataset(dir: &std::path::Path, count: usize, max_seconds: u32) -> std::path::PathBuf {
+    let ds = dir.join("ds");
+    let (count, max_seconds) = (count.to_string(), max_seconds.to_string());
+    let o = gdt(&[
+        "synth",
+        "--packed",
+        "-o",
+        ds.to_str().unwrap(),
+        "--count",
+        &count,
+        "--max-seconds",
+        &max_seconds,
+        "--mels",
+        "40",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    ds
+}
+
 /// Standard output and standard error together, for messages and asserts.
 pub fn text(o: &Output) -> String {
     format!(
