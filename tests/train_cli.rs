@@ -108,6 +108,10 @@ fn train_writes_a_run_directory_and_resumes() {
         "{trained}"
     );
     assert!(random["model"].as_str().unwrap().starts_with("random init"));
+    // The report says what pretraining read: the train split, so test records were held out.
+    let pretrained = trained["pretrained_on"].as_str().unwrap();
+    assert!(pretrained.ends_with("ds, splits train"), "{pretrained}");
+    assert!(random["pretrained_on"].is_null());
     assert_eq!(trained["records"], 6);
     for key in [
         "video_retrieval",
@@ -148,6 +152,7 @@ fn train_writes_a_run_directory_and_resumes() {
         "video 20-shot linear top-1",
         "synchrony",
         "direction",
+        "step-00000005 pretrained on ",
     ] {
         assert!(text(&o).contains(row), "table lacks {row}: {}", text(&o));
     }

@@ -139,6 +139,11 @@ fn table(reports: &[EvalReport]) -> String {
         "{} records ({} train, {} test), {} classes, {} clips per record\n",
         first.records, first.train_records, first.test_records, first.classes, first.clips_per_record
     );
+    for r in reports {
+        if let Some(p) = &r.pretrained_on {
+            out.push_str(&format!("{} pretrained on {p}\n", short(&r.model)));
+        }
+    }
     let names: Vec<String> = reports.iter().map(|r| short(&r.model)).collect();
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let col = names.iter().map(|n| n.len()).max().unwrap_or(0).max(12);

@@ -70,6 +70,9 @@ pub struct EvalReport {
     pub model: String,
     /// The dataset.
     pub dataset: String,
+    /// What pretraining read, from the checkpoint's config: the dataset and its splits, so
+    /// a reader sees whether the test records were held out. `None` for random init.
+    pub pretrained_on: Option<String>,
     /// Records evaluated.
     pub records: usize,
     /// Of them, the gallery and probe training set.
@@ -136,6 +139,20 @@ fn split(reader: &ClipReader) -> (Vec<usize>, Vec<usize>) {
         None => !has_split && i % 4 == 3,
     };
     (0..recs.len()).partition(|&i| !is_test(i))
+}
+
+/// What a checkpoint's pretraining read: its dataset, and the splits (`data.splits`) or
+/// every record, held-out ones included.
+fn pretrained_on(cfg: &TrainConfig) -> String {
+    let dataset = cfg
+        .dataset
+        .as_ref()
+        .map_or("its dataset".to_string(), |d| d.display().to_string());
+    match cfg.data.splits.as_deref() {
+        Some(splits) if !splits.is_empty() => format!("{dataset}, splits {}", splits.join(", ")),
+        Some(_) => format!("{dataset}, every record (test records included)"),
+        None => format!("{dataset}, every record (a run from before data.splits; test records included)"),
+    }
 }
 
 /// Evaluates the model's frozen features on the dataset's splits.
@@ -254,6 +271,7 @@ pub fn evaluate(
     Ok(EvalReport {
         model: name,
         dataset: dataset.display().to_string(),
+        pretrained_on: matches!(weights, Weights::Checkpoint(_)).then(|| pretrained_on(cfg)),
         records: labels.len(),
         train_records: train.len(),
         test_records: test.len(),
