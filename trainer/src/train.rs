@@ -302,7 +302,7 @@ fn gdt_step(
     lr: f64,
     bf16: bool,
     channels_last: bool,
-    group: Option<&mut ProcessGroup>,
+    mut group: Option<&mut ProcessGroup>,
     (max_views, masks_pairs): (usize, Pairs),
 ) -> Result<(Tensor, f64), TrainError> {
     let device = batch.video.device();
@@ -316,7 +316,6 @@ fn gdt_step(
     });
     let embeddings = embeddings.to_kind(Kind::Float);
     let (t, detach) = (cfg.loss.temperature, cfg.loss.detach_keys);
-    let mut group = group;
     let loss = match group.as_deref_mut() {
         Some(g) if g.world() > 1 && cfg.loss.global_negatives => {
             let cross_modal = masks_pairs == Pairs::CrossModal;
@@ -340,43 +339,45 @@ fn gdt_step(
 /// The other ranks' embeddings of this step, detached, as extra negatives for this rank's
 /// anchors (the reference's `dist_collect_other`), and which anchor's denominator holds
 /// which (`[2n, m]`: with cross-modal pairs, a video anchor meets the other ranks' audio
-/// and an audio anchor their video). Every rank sends `[video rows; audio rows]` padded to
-/// `max_views` each (a rank that skipped a damaged record has fewer) and its view count.
+/// and an audio anchor their video). Every rank sends `[video rows; audio rows]`, each
+/// padded with zero rows to `max_views` (a rank that skipped a damaged record has fewer);
+/// embeddings are unit vectors, so a zero row is padding and takes part in no denominator.
 fn other_ranks_negatives(
     group: &mut ProcessGroup,
     embeddings: &Tensor,
     max_views: usize,
     cross_modal_only: bool,
 ) -> Result<(Tensor, Tensor), TrainError> {
-    let n = embeddings.size()[0] / 2;
-    let m = max_views as i64;
+    let (n, m) = (embeddings.size()[0] / 2, max_views as i64);
     let local = embeddings.detach();
     let pad = |rows: Tensor| rows.constant_pad_nd([0, 0, 0, m - n]);
     let padded = Tensor::cat(&[pad(local.narrow(0, 0, n)), pad(local.narrow(0, n, n))], 0);
     let all = group.all_gather(&padded)?;
-    let counts = Vec::<i64>::try_from(&group.all_gather(&Tensor::from_slice(&[n]))?.flatten(0, -1))
-        .map_err(TrainError::Torch)?;
-    let (mut video, mut audio) = (Vec::new(), Vec::new());
-    for (r, &count) in counts.iter().enumerate().filter(|(r, _)| *r != group.rank()) {
-        let rows = all.get(r as i64);
-        video.push(rows.narrow(0, 0, count));
-        audio.push(rows.narrow(0, m, count));
-    }
-    let (video, audio) = (Tensor::cat(&video, 0), Tensor::cat(&audio, 0));
-    let (mv, ma) = (video.size()[0], audio.size()[0]);
-    // Rows: this rank's n video anchors, then its n audio anchors; keys: video, then audio.
-    let anchor_is_video = Tensor::arange(2 * n, (Kind::Int64, embeddings.device()))
-        .lt(n)
-        .unsqueeze(1);
-    let key_is_video = Tensor::arange(mv + ma, (Kind::Int64, embeddings.device()))
-        .lt(mv)
+    let others: Vec<i64> = (0..group.world() as i64)
+        .filter(|&r| r != group.rank() as i64)
+        .collect();
+    let keys = all
+        .index_select(0, &Tensor::from_slice(&others).to_device(all.device()))
+        .flatten(0, 1);
+    let device = embeddings.device();
+    // Rows: this rank's n video anchors, then its n audio anchors. Keys: per other rank, m
+    // video rows, then m audio rows.
+    let anchor_is_video = Tensor::arange(2 * n, (Kind::Int64, device)).lt(n).unsqueeze(1);
+    let key_is_video = Tensor::arange(keys.size()[0], (Kind::Int64, device))
+        .remainder(2 * m)
+        .lt(m)
+        .unsqueeze(0);
+    let present = keys
+        .square()
+        .sum_dim_intlist(1, false, Kind::Float)
+        .gt(0.0)
         .unsqueeze(0);
     let keys_w = if cross_modal_only {
-        anchor_is_video.ne_tensor(&key_is_video)
+        anchor_is_video.ne_tensor(&key_is_video).logical_and(&present)
     } else {
-        anchor_is_video.ones_like().expand([2 * n, mv + ma], false)
+        present.expand([2 * n, keys.size()[0]], false)
     };
-    Ok((Tensor::cat(&[video, audio], 0), keys_w.to_kind(Kind::Float)))
+    Ok((keys, keys_w.to_kind(Kind::Float)))
 }
 
 /// Replaces every rank's gradients by their mean over the ranks: one all-reduce of all
@@ -548,7 +549,7 @@ fn run(
         total_steps: total,
         spec: resolved.spec.to_string(),
         // Global: every rank's share of the step.
-        clips_per_batch: cfg.data.batch_size * loader.shape().views * world,
+        clips_per_batch: cfg.data.batch_size * views_per_record * world,
         parameters: vs.trainable_variables().iter().map(|t| t.numel() as i64).sum(),
         bf16,
         channels_last,
