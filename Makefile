@@ -34,8 +34,8 @@ lint: setup
 # The FFmpeg-free pass shares target/release with the first, so only the crates whose
 # features differ are built twice (a separate target directory rebuilt libtorch's bindings
 # and every dependency, doubling CI's time). Cargo keeps both builds of those crates side by
-# side; the last line puts the full binary back at target/release/gdt (nothing to compile,
-# a copy), so the README's commands find FFmpeg after `make test`.
+# side; the last line puts the full binary back at target/release/gdt (a copy, or a relink
+# of the top crates, about 35 s here), so the README's commands find FFmpeg after `make test`.
 test: lint
 	$(CARGO) test --release --workspace
 	$(CARGO) test --release --workspace --no-default-features -- --skip gdt_training_beats_random_init
