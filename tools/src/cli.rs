@@ -90,6 +90,17 @@ pub struct TrainArgs {
     /// before it gives up with the reason, seconds.
     #[arg(long, default_value_t = 300)]
     pub dist_timeout: u64,
+    /// Data-parallel runs on CUDA: NCCL (one GPU per rank; `make gpu-build` has it) or Gloo
+    /// on CUDA tensors (slower; any build). CPU tensors always use Gloo.
+    #[arg(long, value_enum, default_value_t = DistBackend::Nccl)]
+    pub dist_backend: DistBackend,
+}
+
+/// The collective backend for CUDA tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DistBackend {
+    Nccl,
+    Gloo,
 }
 
 #[derive(Debug, Args)]

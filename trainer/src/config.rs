@@ -63,6 +63,8 @@ pub struct TrainConfig {
     pub optim: OptimConfig,
     /// `[run]`: checkpoints, precision, layout, plot.
     pub run: RunConfig,
+    /// `[dist]`: how data-parallel runs average gradients (ignored on one process).
+    pub dist: DistConfig,
 }
 
 impl Default for TrainConfig {
@@ -77,6 +79,7 @@ impl Default for TrainConfig {
             loss: LossConfig::default(),
             optim: OptimConfig::default(),
             run: RunConfig::default(),
+            dist: DistConfig::default(),
         }
     }
 }
@@ -154,6 +157,12 @@ pub struct LossConfig {
     /// negatives (detached), as the reference's `dist_collect_other` does, so the loss
     /// sees the global batch's negatives; off: each rank's own batch only.
     pub global_negatives: bool,
+    /// With global negatives, gradients also flow through the other ranks' embeddings (an
+    /// all-gather with gradients, all-reduced in the backward pass): the global batch's loss
+    /// exactly as one process would train it. Off by default, as in the reference, whose
+    /// results gdt reproduces: there they are constants, and the backward pass has one
+    /// collective less.
+    pub global_negatives_grad: bool,
 }
 
 impl Default for LossConfig {
@@ -165,6 +174,7 @@ impl Default for LossConfig {
             temperature: 0.07,
             detach_keys: false,
             global_negatives: true,
+            global_negatives_grad: false,
         }
     }
 }
@@ -244,6 +254,27 @@ impl Default for RunConfig {
             bf16: Switch::Auto,
             channels_last: Switch::Auto,
             plot: true,
+        }
+    }
+}
+
+/// `[dist]`: gradient averaging in data-parallel runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistConfig {
+    /// Average gradients in buckets whose all-reduce overlaps the rest of the backward pass
+    /// (DDP's Reducer); off: one all-reduce of every gradient after the backward pass, which
+    /// the log then times exactly (what the overlap saves).
+    pub overlap: bool,
+    /// Bucket size, MiB (DDP's default, 25).
+    pub bucket_mb: f64,
+}
+
+impl Default for DistConfig {
+    fn default() -> Self {
+        DistConfig {
+            overlap: true,
+            bucket_mb: 25.0,
         }
     }
 }
@@ -355,6 +386,9 @@ impl TrainConfig {
         }
         if !positive(self.optim.lr) {
             return bad("optim.lr must be positive");
+        }
+        if !positive(self.dist.bucket_mb) {
+            return bad("dist.bucket_mb must be positive");
         }
         if self.run.checkpoint_every == 0 {
             return bad("run.checkpoint_every must be at least 1");

@@ -39,6 +39,13 @@ pub fn report() -> DeviceReport {
 /// Turns `auto`, `cpu`, `cuda` or `cuda:N` into a device, refusing CUDA that is not there
 /// rather than quietly training on the CPU.
 pub fn parse_device(name: &str) -> Result<Device, String> {
+    parse_device_for_rank(name, 0)
+}
+
+/// [`parse_device`] for the process of a data-parallel run whose rank on this machine is
+/// `local_rank`: `cuda` and `auto` (when CUDA is there) mean `cuda:LOCAL_RANK`, one GPU per
+/// rank, as torchrun and Slurm lay processes out; `cuda:N` stays what it says.
+pub fn parse_device_for_rank(name: &str, local_rank: usize) -> Result<Device, String> {
     let cuda_count = tch::Cuda::device_count();
     let cuda = |i: usize| {
         if (i as i64) < cuda_count {
@@ -55,9 +62,9 @@ pub fn parse_device(name: &str) -> Result<Device, String> {
         }
     };
     match name {
-        "auto" => Ok(Device::cuda_if_available()),
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => cuda(0),
+        "auto" if tch::Cuda::is_available() => cuda(local_rank),
+        "auto" | "cpu" => Ok(Device::Cpu),
+        "cuda" => cuda(local_rank),
         _ => match name.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(i)) => cuda(i),
             _ => Err(format!("unknown device `{name}`; use auto, cpu, cuda or cuda:N")),

@@ -5,19 +5,19 @@
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use crate::layers::batch_norm1d;
+use crate::layers::{batch_norm1d, BnSync};
 
 /// The contrastive embedding's width.
 pub const EMBEDDING_DIM: i64 = 256;
 
 /// The projection head: (dropout) Linear, BN, ReLU, (dropout), Linear to 256, L2-normalised.
-pub fn head(p: &nn::Path, features: i64, dropout: f64) -> impl ModuleT {
+pub fn head(p: &nn::Path, features: i64, dropout: f64, bn: &BnSync) -> impl ModuleT {
     let no_bias = nn::LinearConfig {
         bias: false,
         ..Default::default()
     };
     let fc1 = nn::linear(p / "fc1", features, features, no_bias);
-    let bn = batch_norm1d(p / "bn", features);
+    let bn = batch_norm1d(p / "bn", features, bn);
     let fc2 = nn::linear(p / "fc2", features, EMBEDDING_DIM, Default::default());
     nn::func_t(move |x, train| {
         let h = x.dropout(dropout, train).apply(&fc1).apply_t(&bn, train).relu();

@@ -6,24 +6,24 @@
 
 use tch::nn::{self, ModuleT};
 
-use crate::layers::{batch_norm2d, conv2d, scaled};
+use crate::layers::{batch_norm2d, conv2d, scaled, BnSync};
 
 /// Output width of the encoder at `width` (512 for the full model).
 pub fn feature_dim(width: f64) -> i64 {
     scaled(512, width)
 }
 
-fn basic_block(p: nn::Path, cin: i64, cout: i64, stride: i64) -> impl ModuleT {
+fn basic_block(p: nn::Path, cin: i64, cout: i64, stride: i64, bn: &BnSync) -> impl ModuleT {
     let body = nn::seq_t()
         .add(conv2d(&p / "conv1", cin, cout, 3, stride, 1))
-        .add(batch_norm2d(&p / "bn1", cout))
+        .add(batch_norm2d(&p / "bn1", cout, bn))
         .add_fn(|x| x.relu())
         .add(conv2d(&p / "conv2", cout, cout, 3, 1, 1))
-        .add(batch_norm2d(&p / "bn2", cout));
+        .add(batch_norm2d(&p / "bn2", cout, bn));
     let downsample = (stride != 1 || cin != cout).then(|| {
         nn::seq_t()
             .add(conv2d(&p / "downsample" / 0, cin, cout, 1, stride, 0))
-            .add(batch_norm2d(&p / "downsample" / 1, cout))
+            .add(batch_norm2d(&p / "downsample" / 1, cout, bn))
     });
     nn::func_t(move |x, train| {
         let shortcut = match &downsample {
@@ -35,16 +35,16 @@ fn basic_block(p: nn::Path, cin: i64, cout: i64, stride: i64) -> impl ModuleT {
 }
 
 /// The encoder: `[N, 1, mels, frames]` -> `[N, feature_dim(width)]`.
-pub fn resnet9(p: &nn::Path, width: f64) -> impl ModuleT {
+pub fn resnet9(p: &nn::Path, width: f64, bn: &BnSync) -> impl ModuleT {
     let w = |c: i64| scaled(c, width);
     nn::seq_t()
         .add(conv2d(p / "conv1", 1, w(64), 7, 2, 3))
-        .add(batch_norm2d(p / "bn1", w(64)))
+        .add(batch_norm2d(p / "bn1", w(64), bn))
         .add_fn(|x| x.relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false))
-        .add(basic_block(p / "layer1" / 0, w(64), w(64), 1))
-        .add(basic_block(p / "layer2" / 0, w(64), w(128), 2))
-        .add(basic_block(p / "layer3" / 0, w(128), w(256), 2))
-        .add(basic_block(p / "layer4" / 0, w(256), w(512), 2))
+        .add(basic_block(p / "layer1" / 0, w(64), w(64), 1, bn))
+        .add(basic_block(p / "layer2" / 0, w(64), w(128), 2, bn))
+        .add(basic_block(p / "layer3" / 0, w(128), w(256), 2, bn))
+        .add(basic_block(p / "layer4" / 0, w(256), w(512), 2, bn))
         .add_fn(|x| x.mean_dim(&[2i64, 3][..], false, None))
 }
 
@@ -56,7 +56,7 @@ mod tests {
     #[test]
     fn output_shape_at_default_geometry() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let m = resnet9(&vs.root(), 1.0);
+        let m = resnet9(&vs.root(), 1.0, &None);
         let x = Tensor::zeros([2, 1, 257, 99], (Kind::Float, Device::Cpu));
         let y = tch::no_grad(|| x.apply_t(&m, false));
         assert_eq!(y.size(), [2, 512]);
@@ -76,7 +76,7 @@ mod tests {
             + block(128, 256, true)
             + block(256, 512, true);
         let vs = nn::VarStore::new(Device::Cpu);
-        let _m = resnet9(&vs.root(), 1.0);
+        let _m = resnet9(&vs.root(), 1.0, &None);
         let n: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
         assert_eq!(n, expect);
     }

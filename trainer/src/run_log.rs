@@ -31,8 +31,10 @@ pub struct StepRecord {
     pub step_seconds: f64,
     /// MiB of GPU memory in use, when on CUDA with an NVIDIA driver.
     pub gpu_memory_mib: Option<f64>,
-    /// Fraction of the step spent averaging gradients over the ranks (0 outside
-    /// data-parallel runs, and in logs written before it existed).
+    /// Fraction of the step spent blocked in collectives outside the backward pass (the
+    /// negatives' all-gather, the loss's mean; the gradient all-reduce when `dist.overlap` is
+    /// off, since overlapped buckets run inside the backward pass). 0 outside data-parallel
+    /// runs, and in logs written before it existed.
     #[serde(default)]
     pub all_reduce: f64,
 }

@@ -16,11 +16,12 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::checkpoint::{self, CheckpointError, CheckpointState, CHECKPOINT_VERSION};
 use crate::config::{ConfigError, Resolved, TrainConfig};
-use crate::dist::{DistError, ProcessGroup};
+use crate::dist::{DistError, ProcessGroup, Reducer};
 use crate::eval::is_held_out;
 use crate::gdt_loss::{gdt_nce, gdt_nce_with_negatives};
 use crate::gpu_memory::GpuMemory;
 use crate::input::{normalise_video, DeviceBatch};
+use crate::layers::BnSync;
 use crate::model::{weights_to_channels_last_3d, GdtModel};
 use crate::precision::bf16_autocast;
 use crate::run_log::{self, RunLog, StepRecord};
@@ -118,7 +119,9 @@ pub struct Summary {
     pub clips_per_s: f64,
     /// Mean share of a step spent waiting for the loader.
     pub data_wait: f64,
-    /// Mean share of a step spent averaging gradients over the ranks (0 on one process).
+    /// Mean share of a step spent blocked in collectives outside the backward pass: the
+    /// negatives' all-gather, the loss's mean, and with `dist.overlap` off the gradient
+    /// all-reduce (0 on one process).
     pub all_reduce: f64,
     /// Highest GPU memory in use (NVML), when on CUDA.
     pub peak_gpu_memory_mib: Option<f64>,
@@ -143,11 +146,12 @@ pub fn run_config(run_dir: &Path) -> Result<TrainConfig, TrainError> {
     Ok(TrainConfig::from_toml(&text, &path.display().to_string(), &[])?)
 }
 
-/// Builds the model a config describes, on `device` (shared with evaluation).
-pub fn build_model(cfg: &TrainConfig, device: Device) -> (nn::VarStore, GdtModel) {
+/// Builds the model a config describes, on `device` (shared with evaluation), its batch
+/// norm synchronised over `bn` when given.
+pub fn build_model(cfg: &TrainConfig, device: Device, bn: &BnSync) -> (nn::VarStore, GdtModel) {
     tch::manual_seed(cfg.seed as i64);
     let vs = nn::VarStore::new(device);
-    let model = GdtModel::new(&vs.root(), &cfg.model);
+    let model = GdtModel::new(&vs.root(), &cfg.model, bn);
     (vs, model)
 }
 
@@ -273,12 +277,14 @@ fn build_trainable(
     device: Device,
     channels_last: bool,
     checkpoint: Option<&Path>,
+    group: Option<&ProcessGroup>,
 ) -> Result<(nn::VarStore, GdtModel, Sgd), TrainError> {
     if device.is_cuda() {
         // Fixed input shapes: let cuDNN time its algorithms once and keep the fastest.
         tch::Cuda::cudnn_set_benchmark(true);
     }
-    let (vs, model) = build_model(cfg, device);
+    let bn = group.filter(|_| cfg.model.sync_bn).cloned();
+    let (vs, model) = build_model(cfg, device, &bn);
     if channels_last {
         weights_to_channels_last_3d(&vs);
     }
@@ -289,9 +295,16 @@ fn build_trainable(
     Ok((vs, model, sgd))
 }
 
-/// One optimizer step on a batch: embeddings, GDT-NCE over its masks, backward, (gradients
+/// How a data-parallel step talks to the other ranks: the group, and DDP's reducer when
+/// gradients are averaged during the backward pass (`dist.overlap`).
+struct Parallel<'a> {
+    group: &'a ProcessGroup,
+    reducer: Option<Reducer>,
+}
+
+/// One optimizer step on a batch: embeddings, GDT-NCE over its masks, backward (gradients
 /// averaged over the ranks), SGD. Returns the loss without waiting for the device, and the
-/// seconds the gradient all-reduce took.
+/// seconds spent blocked in collectives outside the backward pass.
 #[allow(clippy::too_many_arguments)]
 fn gdt_step(
     cfg: &TrainConfig,
@@ -302,7 +315,7 @@ fn gdt_step(
     lr: f64,
     bf16: bool,
     channels_last: bool,
-    mut group: Option<&mut ProcessGroup>,
+    mut parallel: Option<&mut Parallel>,
     (max_views, masks_pairs): (usize, Pairs),
 ) -> Result<(Tensor, f64), TrainError> {
     let device = batch.video.device();
@@ -310,49 +323,82 @@ fn gdt_step(
     let n = masks.n as i64;
     let c = Tensor::from_slice(&c).reshape([n, n]).to_device(device);
     let w = Tensor::from_slice(&w).reshape([n, n]).to_device(device);
+    if let Some(reducer) = parallel.as_mut().and_then(|p| p.reducer.as_mut()) {
+        reducer.before_forward()?;
+    }
     let embeddings = bf16_autocast(bf16, || {
         let video = normalise_video(&batch.video, channels_last);
         model.forward(&video, &batch.audio, true)
     });
+    if let Some(failure) = parallel.as_ref().and_then(|p| p.group.take_failure()) {
+        return Err(failure.into()); // a sync-BN collective in the forward pass
+    }
     let embeddings = embeddings.to_kind(Kind::Float);
     let (t, detach) = (cfg.loss.temperature, cfg.loss.detach_keys);
-    let loss = match group.as_deref_mut() {
-        Some(g) if g.world() > 1 && cfg.loss.global_negatives => {
-            let cross_modal = masks_pairs == Pairs::CrossModal;
-            let (keys, keys_w) = other_ranks_negatives(g, &embeddings, max_views, cross_modal)?;
+    let mut blocked_s = 0.0;
+    let loss = match parallel.as_deref() {
+        Some(p) if p.group.world() > 1 && cfg.loss.global_negatives => {
+            let start = Instant::now();
+            let (keys, keys_w) = other_ranks_negatives(
+                p.group,
+                &embeddings,
+                max_views,
+                masks_pairs == Pairs::CrossModal,
+                cfg.loss.global_negatives_grad,
+            )?;
+            blocked_s += start.elapsed().as_secs_f64();
             gdt_nce_with_negatives(&embeddings, &c, &w, t, detach, &keys, &keys_w)
         }
         _ => gdt_nce(&embeddings, &c, &w, t, detach),
     };
     sgd.zero_grad();
-    loss.backward();
-    let mut all_reduce_s = 0.0;
-    if let Some(group) = group {
+    if let Some(reducer) = parallel.as_mut().and_then(|p| p.reducer.as_mut()) {
+        reducer.before_backward()?;
+    }
+    if let Err(e) = loss.f_backward() {
+        // In a data-parallel run the backward pass holds collectives (gradient buckets,
+        // sync-BN, the gather's gradient): its failure is the group's.
+        return Err(match parallel.as_deref() {
+            Some(p) => p.group.error("backward pass", e.to_string()).into(),
+            None => e.into(),
+        });
+    }
+    if let Some(p) = parallel.filter(|p| p.reducer.is_none()) {
         let start = Instant::now();
-        average_gradients(group, sgd.parameters())?;
-        all_reduce_s = start.elapsed().as_secs_f64();
+        average_gradients(p.group, sgd.parameters())?;
+        blocked_s += start.elapsed().as_secs_f64();
     }
     sgd.step(lr);
-    Ok((loss, all_reduce_s))
+    Ok((loss, blocked_s))
 }
 
-/// The other ranks' embeddings of this step, detached, as extra negatives for this rank's
-/// anchors (the reference's `dist_collect_other`), and which anchor's denominator holds
-/// which (`[2n, m]`: with cross-modal pairs, a video anchor meets the other ranks' audio
-/// and an audio anchor their video). Every rank sends `[video rows; audio rows]`, each
-/// padded with zero rows to `max_views` (a rank that skipped a damaged record has fewer);
-/// embeddings are unit vectors, so a zero row is padding and takes part in no denominator.
+/// The other ranks' embeddings of this step as extra negatives for this rank's anchors (the
+/// reference's `dist_collect_other`; detached unless `with_grad`), and which anchor's
+/// denominator holds which (`[2n, m]`: with cross-modal pairs, a video anchor meets the
+/// other ranks' audio and an audio anchor their video). Every rank sends `[video rows;
+/// audio rows]`, each padded with zero rows to `max_views` (a rank that skipped a damaged
+/// record has fewer); embeddings are unit vectors, so a zero row is padding and takes part
+/// in no denominator.
 fn other_ranks_negatives(
-    group: &mut ProcessGroup,
+    group: &ProcessGroup,
     embeddings: &Tensor,
     max_views: usize,
     cross_modal_only: bool,
+    with_grad: bool,
 ) -> Result<(Tensor, Tensor), TrainError> {
     let (n, m) = (embeddings.size()[0] / 2, max_views as i64);
-    let local = embeddings.detach();
+    let local = if with_grad {
+        embeddings.shallow_clone()
+    } else {
+        embeddings.detach()
+    };
     let pad = |rows: Tensor| rows.constant_pad_nd([0, 0, 0, m - n]);
     let padded = Tensor::cat(&[pad(local.narrow(0, 0, n)), pad(local.narrow(0, n, n))], 0);
-    let all = group.all_gather(&padded)?;
+    let all = if with_grad {
+        group.all_gather_with_grad(&padded)?
+    } else {
+        group.all_gather(&padded)?
+    };
     let others: Vec<i64> = (0..group.world() as i64)
         .filter(|&r| r != group.rank() as i64)
         .collect();
@@ -380,11 +426,10 @@ fn other_ranks_negatives(
     Ok((keys, keys_w.to_kind(Kind::Float)))
 }
 
-/// Replaces every rank's gradients by their mean over the ranks: one all-reduce of all
-/// gradients packed into one buffer (one message instead of one per tensor; it does not
-/// overlap the backward pass yet).
+/// Replaces every rank's gradients by their mean over the ranks after the backward pass: one
+/// all-reduce of all gradients packed into one buffer (`dist.overlap = false`).
 fn average_gradients<'a>(
-    group: &mut ProcessGroup,
+    group: &ProcessGroup,
     params: impl Iterator<Item = &'a Tensor>,
 ) -> Result<(), TrainError> {
     tch::no_grad(|| {
@@ -453,17 +498,18 @@ pub fn train(
 }
 
 /// [`train`] as one rank of a data-parallel run over `group`: this rank reads its share of
-/// every global batch (`data.batch_size` is per rank), gradients are averaged over the ranks
-/// before every step, the logged loss is the ranks' mean, and only rank 0 writes the run
-/// directory (config, log, checkpoints, plot) and reports to `observer`. Negatives are the
-/// global batch's (`loss.global_negatives`, detached), BatchNorm is per rank. CPU tensors
-/// only (Gloo), for now.
+/// every global batch (`data.batch_size` is per rank), on `cuda:LOCAL_RANK` when the device
+/// is `cuda` or `auto`; gradients are averaged over the ranks in every step (`[dist]`), the
+/// logged loss is the ranks' mean, and only rank 0 writes the run directory (config, log,
+/// checkpoints, plot) and reports to `observer`. Negatives are the global batch's
+/// (`loss.global_negatives`, `loss.global_negatives_grad`); batch norm is per rank unless
+/// `model.sync_bn`.
 pub fn train_data_parallel(
     resolved: &Resolved,
     run_dir: &Path,
     resume: bool,
     observer: &mut dyn Observer,
-    group: &mut ProcessGroup,
+    group: &ProcessGroup,
 ) -> Result<Summary, TrainError> {
     run(resolved, run_dir, resume, observer, Some(group))
 }
@@ -473,12 +519,22 @@ fn run(
     run_dir: &Path,
     resume: bool,
     observer: &mut dyn Observer,
-    mut group: Option<&mut ProcessGroup>,
+    group: Option<&ProcessGroup>,
 ) -> Result<Summary, TrainError> {
-    let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.world()));
+    let (rank, world) = group.map_or((0, 1), |g| (g.rank(), g.world()));
     let lead = rank == 0;
     // The device first: a bad one is refused before the dataset is read.
-    let device = crate::device::parse_device(&resolved.config.device).map_err(TrainError::Device)?;
+    let local_rank = group.map_or(0, |g| g.local_rank());
+    let device = crate::device::parse_device_for_rank(&resolved.config.device, local_rank)
+        .map_err(TrainError::Device)?;
+    if let Some(g) = group {
+        if device.is_cuda() && !g.carries_cuda() {
+            return Err(TrainError::Run(format!(
+                "the process group was joined for CPU tensors only, but the run is on {device:?}; \
+                 join it with a CUDA backend (NCCL, or Gloo on CUDA tensors) or use --device cpu"
+            )));
+        }
+    }
     let dataset = resolved.config.dataset.clone().ok_or_else(|| {
         TrainError::Run("no dataset: give one on the command line or as `dataset` in the config".into())
     })?;
@@ -487,11 +543,6 @@ fn run(
     let cuda = device.is_cuda();
     let bf16 = cfg.run.bf16.on(cuda) && cuda;
     let channels_last = cfg.run.channels_last.on(cuda);
-    if world > 1 && cuda {
-        return Err(TrainError::Run(
-            "data-parallel training runs on CPU tensors (Gloo) for now: NCCL for CUDA is not built yet; use --device cpu".into(),
-        ));
-    }
     let total = cfg.steps;
     let start = Start::find(run_dir, resume, total)?;
     // A resume at another world size continues at the same global position only with the
@@ -517,7 +568,26 @@ fn run(
         total - start.step,
         (rank, world),
     )?;
-    let (vs, model, mut sgd) = build_trainable(cfg, device, channels_last, start.checkpoint.as_deref())?;
+    let (vs, model, mut sgd) =
+        build_trainable(cfg, device, channels_last, start.checkpoint.as_deref(), group)?;
+    let mut parallel = match group {
+        Some(group) => Some(Parallel {
+            group,
+            reducer: if cfg.dist.overlap {
+                let mut named: Vec<(String, Tensor)> = vs
+                    .variables()
+                    .into_iter()
+                    .filter(|(_, t)| t.requires_grad())
+                    .collect();
+                // The same order on every rank (the map's is not).
+                named.sort_by(|a, b| a.0.cmp(&b.0));
+                Some(Reducer::new(group, &named, cfg.dist.bucket_mb)?)
+            } else {
+                None
+            },
+        }),
+        None => None,
+    };
     // Written only once the checkpoint fits the model, so a refused resume leaves it as it was.
     if lead {
         std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
@@ -581,7 +651,7 @@ fn run(
         // The head's dropout masks follow from (seed, step) alone, so a resumed run draws
         // the ones an unbroken run would have.
         tch::manual_seed((cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step) as i64);
-        let (mut loss, all_reduce_s) = gdt_step(
+        let (mut loss, mut all_reduce_s) = gdt_step(
             cfg,
             &model,
             &mut sgd,
@@ -590,14 +660,16 @@ fn run(
             lr,
             bf16,
             channels_last,
-            group.as_deref_mut(),
+            parallel.as_mut(),
             (cfg.data.batch_size * views_per_record, resolved.spec.pairs),
         )?;
-        if let Some(g) = group.as_deref_mut() {
+        if let Some(g) = group {
             // The logged loss is the mean over the ranks' batches, the global batch's loss.
+            let started = Instant::now();
             loss = loss.detach().reshape([1]);
             g.all_reduce_sum(&mut loss)?;
             loss /= world as f64;
+            all_reduce_s += started.elapsed().as_secs_f64();
         }
         // Overlap: the next batch is taken and its upload queued while the device works.
         let waited = Instant::now();

@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use gdt_trainer::config::TrainConfig;
-use gdt_trainer::dist::{Launch, ProcessGroup};
+use gdt_trainer::device::parse_device_for_rank;
+use gdt_trainer::dist::{CudaBackend, Launch, ProcessGroup};
 use gdt_trainer::run_log::StepRecord;
 use gdt_trainer::spec::{preset_names, TransformSpec};
 use gdt_trainer::train::{self, Observer, RunInfo};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::TrainArgs;
+use crate::cli::{DistBackend, TrainArgs};
 
 pub fn run(args: TrainArgs) -> Result<i32> {
     if args.list_presets {
@@ -68,8 +69,12 @@ pub fn run(args: TrainArgs) -> Result<i32> {
     let summary = match &launch {
         None => train::train(&resolved, &run_dir, args.resume, &mut observer),
         Some(launch) => {
-            let mut group = ProcessGroup::gloo(launch, Duration::from_secs(args.dist_timeout))?;
-            train::train_data_parallel(&resolved, &run_dir, args.resume, &mut observer, &mut group)
+            let device = parse_device_for_rank(&resolved.config.device, launch.local_rank)
+                .map_err(anyhow::Error::msg)?;
+            let cuda = CudaBackend::for_device(device, args.dist_backend == DistBackend::Gloo);
+            let timeout = Duration::from_secs(args.dist_timeout);
+            let group = ProcessGroup::join(launch, timeout, cuda)?;
+            train::train_data_parallel(&resolved, &run_dir, args.resume, &mut observer, &group)
         }
     }
     .with_context(|| format!("training into {}", run_dir.display()))?;
@@ -87,7 +92,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         100.0 * summary.data_wait,
         if launch.is_some() {
             format!(
-                ", gradient all-reduce {:.1}% of a step",
+                ", blocked in collectives {:.1}% of a step",
                 100.0 * summary.all_reduce
             )
         } else {

@@ -3,18 +3,25 @@
 //! interface over them); `launch` reads where this process stands from the variables
 //! torchrun and Slurm set.
 //!
-//! Gloo (CPU tensors) is what runs here and in CI; NCCL for CUDA tensors comes next. The
-//! training loop's use of it: `train::train_data_parallel`, docs/DISTRIBUTED.md.
+//! Gloo (CPU tensors) is what runs here and in CI; NCCL (CUDA tensors) is compiled in with
+//! the `nccl` feature (`make gpu-build`). What the training loop uses: the group's
+//! collectives, DDP's bucketed gradient [`Reducer`], and [`sync_batch_norm`];
+//! `train::train_data_parallel`, docs/DISTRIBUTED.md.
 
 pub mod launch;
+mod reducer;
+mod sync_batch_norm;
 
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr::NonNull;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tch::Tensor;
 
 pub use launch::Launch;
+pub use reducer::Reducer;
+pub use sync_batch_norm::sync_batch_norm;
 
 /// What went wrong in a collective or in the rendezvous, with c10d's own message.
 #[derive(Debug, thiserror::Error)]
@@ -33,16 +40,20 @@ pub struct DistError {
 mod ffi {
     use std::ffi::{c_char, c_int, c_longlong, c_void};
     extern "C" {
-        pub fn gdt_c10d_gloo_new(
+        #[allow(clippy::too_many_arguments)]
+        pub fn gdt_c10d_new(
             addr: *const c_char,
             port: c_int,
             rank: c_int,
             world: c_int,
             iface_host: *const c_char,
             timeout_ms: c_longlong,
+            cuda_backend: c_int,
+            cuda_device: c_int,
             err: *mut c_char,
             len: usize,
         ) -> *mut c_void;
+        pub fn gdt_c10d_has_nccl() -> c_int;
         pub fn gdt_c10d_free(group: *mut c_void);
         pub fn gdt_c10d_all_reduce_sum(
             group: *mut c_void,
@@ -53,33 +64,103 @@ mod ffi {
         pub fn gdt_c10d_all_gather(
             group: *mut c_void,
             input: *mut c_void,
-            out: *mut c_void,
+            grad: c_int,
+            out: *mut *mut c_void,
             err: *mut c_char,
             len: usize,
         ) -> c_int;
         pub fn gdt_c10d_barrier(group: *mut c_void, err: *mut c_char, len: usize) -> c_int;
+        pub fn gdt_c10d_reducer_new(
+            group: *mut c_void,
+            params: *const *mut c_void,
+            names: *const *const c_char,
+            n: usize,
+            bucket_bytes: c_longlong,
+            err: *mut c_char,
+            len: usize,
+        ) -> *mut c_void;
+        pub fn gdt_c10d_reducer_rebuild(reducer: *mut c_void, err: *mut c_char, len: usize) -> c_int;
+        pub fn gdt_c10d_reducer_prepare(reducer: *mut c_void, err: *mut c_char, len: usize) -> c_int;
+        pub fn gdt_c10d_reducer_free(reducer: *mut c_void);
     }
+}
+
+/// Which c10d backend carries CUDA tensors (CPU tensors always go over Gloo).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CudaBackend {
+    /// A CPU-only run: no CUDA backend.
+    None,
+    /// Gloo on CUDA tensors (slower; what runs two ranks on one GPU).
+    Gloo,
+    /// NCCL, one GPU per rank: what multi-GPU training uses.
+    Nccl,
+}
+
+impl CudaBackend {
+    /// What a rank on `device` needs: nothing on CPU; on CUDA, NCCL unless `gloo` is asked for.
+    pub fn for_device(device: tch::Device, gloo: bool) -> CudaBackend {
+        match (device.is_cuda(), gloo) {
+            (false, _) => CudaBackend::None,
+            (true, true) => CudaBackend::Gloo,
+            (true, false) => CudaBackend::Nccl,
+        }
+    }
+}
+
+/// Whether this build can create NCCL groups (the `nccl` feature, `make gpu-build`).
+pub fn has_nccl() -> bool {
+    // SAFETY: a constant query.
+    unsafe { ffi::gdt_c10d_has_nccl() != 0 }
 }
 
 /// A c10d process group: every rank of a run holds one, and collectives on it block until
 /// every rank has joined them (or the timeout passes, which is then an error naming it).
+/// Clones share the group (the model's sync-BN layers and the training loop use the same).
+#[derive(Clone)]
 pub struct ProcessGroup {
-    raw: NonNull<c_void>,
+    raw: Arc<RawGroup>,
     rank: usize,
     world: usize,
+    local_rank: usize,
+    cuda: CudaBackend,
 }
 
-// SAFETY: c10d process groups are used from one thread at a time here (`&mut self` for
-// collectives that write); c10d itself is thread-safe for this use.
-unsafe impl Send for ProcessGroup {}
+struct RawGroup {
+    ptr: NonNull<c_void>,
+    /// The first collective that failed where no error could be returned (a forward pass).
+    failure: Mutex<Option<DistError>>,
+}
+
+// SAFETY: c10d's ProcessGroup is thread-safe; the handle is only freed on the last drop.
+unsafe impl Send for RawGroup {}
+unsafe impl Sync for RawGroup {}
+
+impl Drop for RawGroup {
+    fn drop(&mut self) {
+        // SAFETY: created by gdt_c10d_new and freed once, when the last clone goes.
+        unsafe { ffi::gdt_c10d_free(self.ptr.as_ptr()) }
+    }
+}
+
+impl std::fmt::Debug for ProcessGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ProcessGroup(rank {} of {})", self.rank, self.world)
+    }
+}
 
 const ERR_LEN: usize = 1024;
 
 impl ProcessGroup {
-    /// Joins the Gloo group of `launch` (rank 0 serves the rendezvous store at
-    /// `master_addr:master_port`). A rank that cannot reach the store, or a store that does
-    /// not see every rank, fails after `timeout` with c10d's reason.
+    /// Joins the CPU-only (Gloo) group of `launch`; see [`ProcessGroup::join`].
     pub fn gloo(launch: &Launch, timeout: Duration) -> Result<ProcessGroup, DistError> {
+        ProcessGroup::join(launch, timeout, CudaBackend::None)
+    }
+
+    /// Joins the group of `launch` (rank 0 serves the rendezvous store at
+    /// `master_addr:master_port`), with `cuda` carrying CUDA tensors on GPU
+    /// `cuda:LOCAL_RANK`. A rank that cannot reach the store, or a store that does not see
+    /// every rank, fails after `timeout` with c10d's reason.
+    pub fn join(launch: &Launch, timeout: Duration, cuda: CudaBackend) -> Result<ProcessGroup, DistError> {
         let fail = |message: String| DistError {
             rank: launch.rank,
             world: launch.world,
@@ -90,26 +171,38 @@ impl ProcessGroup {
         // Gloo's own connections go over the address the others reach this machine at: the
         // master's for a run on one machine, this host's name otherwise.
         let iface = CString::new(launch.local_address()).map_err(|e| fail(e.to_string()))?;
+        let backend = match cuda {
+            CudaBackend::None => 0,
+            CudaBackend::Gloo => 1,
+            CudaBackend::Nccl => 2,
+        };
         let mut err = [0 as c_char; ERR_LEN];
         // SAFETY: the strings and the error buffer outlive the call; the function catches
         // every C++ exception and returns null with a message instead.
         let raw = unsafe {
-            ffi::gdt_c10d_gloo_new(
+            ffi::gdt_c10d_new(
                 addr.as_ptr(),
                 launch.master_port as i32,
                 launch.rank as i32,
                 launch.world as i32,
                 iface.as_ptr(),
                 timeout.as_millis() as i64,
+                backend,
+                launch.local_rank as i32,
                 err.as_mut_ptr(),
                 ERR_LEN,
             )
         };
         match NonNull::new(raw) {
             Some(raw) => Ok(ProcessGroup {
-                raw,
+                raw: Arc::new(RawGroup {
+                    ptr: raw,
+                    failure: Mutex::new(None),
+                }),
                 rank: launch.rank,
                 world: launch.world,
+                local_rank: launch.local_rank,
+                cuda,
             }),
             None => Err(fail(message(&err))),
         }
@@ -125,26 +218,66 @@ impl ProcessGroup {
         self.world
     }
 
+    /// This process's rank on its machine: the GPU it uses.
+    pub fn local_rank(&self) -> usize {
+        self.local_rank
+    }
+
+    /// Whether collectives on CUDA tensors have a backend in this group.
+    pub fn carries_cuda(&self) -> bool {
+        self.cuda != CudaBackend::None
+    }
+
+    fn ptr(&self) -> *mut c_void {
+        self.raw.ptr.as_ptr()
+    }
+
+    /// Keeps the first failure of a collective that could not return it (inside a forward
+    /// pass); later ones are its consequences.
+    pub fn record_failure(&self, e: DistError) {
+        let mut slot = self.raw.failure.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(e);
+    }
+
+    /// Whether a collective has failed inside a forward pass (the next ones are skipped).
+    pub fn has_failed(&self) -> bool {
+        self.raw
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// The failure recorded inside a forward pass, if any; check after each forward pass.
+    pub fn take_failure(&self) -> Option<DistError> {
+        self.raw.failure.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
     fn check(&self, what: &'static str, rc: i32, err: &[c_char]) -> Result<(), DistError> {
         if rc == 0 {
             Ok(())
         } else {
-            Err(DistError {
-                rank: self.rank,
-                world: self.world,
-                what,
-                message: message(err),
-            })
+            Err(self.error(what, message(err)))
         }
     }
 
-    /// Sums `t` over the ranks, in place.
-    pub fn all_reduce_sum(&mut self, t: &mut Tensor) -> Result<(), DistError> {
+    /// An error of this rank.
+    pub fn error(&self, what: &'static str, message: String) -> DistError {
+        DistError {
+            rank: self.rank,
+            world: self.world,
+            what,
+            message,
+        }
+    }
+
+    /// Sums `t` over the ranks, in place (outside autograd).
+    pub fn all_reduce_sum(&self, t: &mut Tensor) -> Result<(), DistError> {
         let mut err = [0 as c_char; ERR_LEN];
         // SAFETY: `t` is a live tensor (tch's C_tensor is an at::Tensor*); the group is live.
         let rc = unsafe {
             ffi::gdt_c10d_all_reduce_sum(
-                self.raw.as_ptr(),
+                self.ptr(),
                 t.as_mut_ptr() as *mut c_void,
                 err.as_mut_ptr(),
                 ERR_LEN,
@@ -153,39 +286,45 @@ impl ProcessGroup {
         self.check("all-reduce", rc, &err)
     }
 
-    /// Every rank's `t`, stacked in rank order: `[world, ...t's shape]`.
-    pub fn all_gather(&mut self, t: &Tensor) -> Result<Tensor, DistError> {
-        let mut input = t.contiguous();
-        let shape: Vec<i64> = std::iter::once(self.world as i64).chain(t.size()).collect();
-        let mut out = Tensor::empty(shape.as_slice(), (t.kind(), t.device()));
+    /// Every rank's `t`, stacked in rank order: `[world, ...t's shape]`, detached.
+    pub fn all_gather(&self, t: &Tensor) -> Result<Tensor, DistError> {
+        self.gather(t, false)
+    }
+
+    /// [`all_gather`](Self::all_gather) with gradients: the backward pass sums every rank's
+    /// gradient of its copy of this rank's rows into this rank's (an all-reduce), so a loss
+    /// over the gathered rows trains every rank's share, as one process's loss would.
+    pub fn all_gather_with_grad(&self, t: &Tensor) -> Result<Tensor, DistError> {
+        self.gather(t, true)
+    }
+
+    fn gather(&self, t: &Tensor, grad: bool) -> Result<Tensor, DistError> {
+        let mut input = t.shallow_clone();
+        let mut out: *mut c_void = std::ptr::null_mut();
         let mut err = [0 as c_char; ERR_LEN];
-        // SAFETY: both tensors are live and contiguous; the group is live.
+        // SAFETY: the input is live; on success the shim stores a new at::Tensor* in `out`,
+        // which tch then owns (and frees on drop).
         let rc = unsafe {
             ffi::gdt_c10d_all_gather(
-                self.raw.as_ptr(),
+                self.ptr(),
                 input.as_mut_ptr() as *mut c_void,
-                out.as_mut_ptr() as *mut c_void,
+                grad as i32,
+                &mut out,
                 err.as_mut_ptr(),
                 ERR_LEN,
             )
         };
         self.check("all-gather", rc, &err)?;
-        Ok(out)
+        // SAFETY: see above; `out` is non-null on success.
+        Ok(unsafe { Tensor::from_ptr(out as *mut _) })
     }
 
     /// Waits until every rank has reached this point.
-    pub fn barrier(&mut self) -> Result<(), DistError> {
+    pub fn barrier(&self) -> Result<(), DistError> {
         let mut err = [0 as c_char; ERR_LEN];
         // SAFETY: the group is live; the error buffer outlives the call.
-        let rc = unsafe { ffi::gdt_c10d_barrier(self.raw.as_ptr(), err.as_mut_ptr(), ERR_LEN) };
+        let rc = unsafe { ffi::gdt_c10d_barrier(self.ptr(), err.as_mut_ptr(), ERR_LEN) };
         self.check("barrier", rc, &err)
-    }
-}
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        // SAFETY: created by gdt_c10d_gloo_new and freed once.
-        unsafe { ffi::gdt_c10d_free(self.raw.as_ptr()) }
     }
 }
 

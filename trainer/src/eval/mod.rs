@@ -163,7 +163,7 @@ pub fn evaluate(
     opts: &EvalOptions,
     progress: impl FnMut(usize, usize),
 ) -> Result<EvalReport, TrainError> {
-    let (vs, model) = build_model(cfg, opts.device);
+    let (vs, model) = build_model(cfg, opts.device, &None);
     let name = match weights {
         Weights::Checkpoint(dir) => {
             checkpoint::load_model(dir, &vs)?;
