@@ -43,6 +43,6 @@ test: lint
 	@target/release/gdt info --json | grep -q '"ffmpeg": true' || { echo "make test: target/release/gdt lost FFmpeg" >&2; exit 1; }
 
 # The FFmpeg-free binary for GPU nodes (see docs/GPU.md), in its own target directory so
-# it does not replace the default build: target/gpu/release/gdt.
+# it does not replace the default build: target/gpu/release/gdt. With NCCL for multi-GPU runs.
 gpu-build: setup
-	$(CARGO) build --release --no-default-features --target-dir target/gpu
+	$(CARGO) build --release --no-default-features --features nccl --target-dir target/gpu

@@ -85,12 +85,56 @@ echo "== gdt eval on the GPU: the trained checkpoint against random init (10 cli
 "$GDT" eval --checkpoint "$work/run" --data "$work/ds" --compare random --device cuda -q \
   -o "$work/eval.json"
 
+# Data-parallel on the GPU. The machine has one GPU: NCCL runs at world size 1 (its
+# collectives and DDP's reducer are all there, with nobody to talk to), and two ranks share
+# the GPU over Gloo on CUDA tensors (NCCL refuses two ranks on one GPU).
+free_port() { "$PYTHON" -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+DP_STEPS=${GPU_CHECK_DP_STEPS:-80}
+echo
+echo "== data-parallel, NCCL, world size 1: $DP_STEPS steps, against the same run without it"
+"$GDT" train "$work/ds" --run-dir "$work/run-plain" --device cuda --steps "$DP_STEPS" -q \
+  --set data.batch_size=8 --set optim.warmup_steps=$WARMUP_STEPS --set run.checkpoint_every="$DP_STEPS" --set run.plot=false
+RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$(free_port) \
+  "$GDT" train "$work/ds" --run-dir "$work/run-nccl" --device cuda --steps "$DP_STEPS" -q --dist-timeout 120 \
+  --set data.batch_size=8 --set optim.warmup_steps=$WARMUP_STEPS --set run.checkpoint_every="$DP_STEPS" --set run.plot=false \
+  || { echo "gpu-check: FAILED: NCCL at world size 1"; status=1; }
+summarise "$work/run-plain/log.jsonl" "no data-parallel" 0 || true
+summarise "$work/run-nccl/log.jsonl" "NCCL world 1" 0 || true
+"$PYTHON" - "$work/run-plain/log.jsonl" "$work/run-nccl/log.jsonl" <<'PY' || status=1
+import json, sys
+def rate(path):
+    rs = [json.loads(l) for l in open(path)][20:]
+    return sum(r["clips_per_s"] * r["step_seconds"] for r in rs) / sum(r["step_seconds"] for r in rs), \
+        sum(r.get("all_reduce", 0) * r["step_seconds"] for r in rs) / sum(r["step_seconds"] for r in rs)
+(plain, _), (nccl, blocked) = rate(sys.argv[1]), rate(sys.argv[2])
+cost = 1 - nccl / plain
+print(f"NCCL world 1: {nccl:.1f} vs {plain:.1f} clips/s without: the distributed path costs {100 * cost:.1f}% "
+      f"(target < 3%); blocked in collectives outside backward {100 * blocked:.2f}% of a step")
+sys.exit(0 if cost < 0.03 else 1)
+PY
+
+echo
+echo "== data-parallel, 2 ranks sharing the GPU over Gloo on CUDA tensors: 30 steps, sync-BN, gathered negatives with gradients"
+port=$(free_port)
+pids=()
+for r in 0 1; do
+  RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+    "$GDT" train "$work/ds" --run-dir "$work/run-gloo" --device cuda:0 --dist-backend gloo --steps 30 -q \
+    --dist-timeout 120 --set data.batch_size=4 --set model.sync_bn=true --set loss.global_negatives_grad=true \
+    --set run.checkpoint_every=30 --set run.plot=false &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || { echo "gpu-check: FAILED: a Gloo-on-CUDA rank"; status=1; }; done
+[ -f "$work/run-gloo/log.jsonl" ] && tail -n 1 "$work/run-gloo/log.jsonl"
+
 # Keep the evidence when the caller gives a place for it (the device tool's $OUT).
 if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then
   cp "$work/run/log.jsonl" "$OUT/train-log.jsonl"
   cp "$work/run-ncdhw/log.jsonl" "$OUT/train-ncdhw-log.jsonl"
   cp "$work/run/plot.png" "$OUT/train-plot.png" 2>/dev/null || true
   cp "$work/eval.json" "$OUT/eval.json"
+  cp "$work/run-nccl/log.jsonl" "$OUT/train-nccl-log.jsonl" 2>/dev/null || true
+  cp "$work/run-gloo/log.jsonl" "$OUT/train-gloo-cuda-log.jsonl" 2>/dev/null || true
 fi
 
 if [ "$status" -ne 0 ]; then

@@ -53,3 +53,13 @@ PY
   cargo clean --quiet --release -p torch-sys 2>/dev/null || true
   touch "$stamp"
 fi
+
+# Headers the NCCL build of the c10d shim needs (`make gpu-build`) that torch's own nvidia
+# packages leave out; small, and pinned to the CUDA 13.0 torch 2.11.0 is built with.
+nccl_stamp="$VENV/.gdt-cuda-headers-13.0"
+if [ ! -f "$nccl_stamp" ]; then
+  say "adding CUDA crt and cccl headers to $VENV (for the NCCL build)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*"
+  touch "$nccl_stamp"
+fi
