@@ -29,6 +29,7 @@ pub mod load;
 #[cfg(feature = "ffmpeg")]
 pub mod pack;
 pub mod source;
+pub mod spec;
 pub mod synth;
 
 /// Initialises FFmpeg once per process and keeps its logging to real errors: gdt reports

@@ -81,37 +81,7 @@ mod tests {
 
     /// The formula with loops over plain f64, nothing shared with the tensor version.
     fn reference(z: &[Vec<f64>], m: &Masks, rho: f64) -> f64 {
-        reference_with(z, m, rho, &[], &|_, _| false)
-    }
-
-    /// The formula, with `extra` keys in the denominators where `extra_w(row, key)`.
-    fn reference_with(
-        z: &[Vec<f64>],
-        m: &Masks,
-        rho: f64,
-        extra: &[Vec<f64>],
-        extra_w: &dyn Fn(usize, usize) -> bool,
-    ) -> f64 {
-        let n = z.len();
-        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>() / rho;
-        let (mut total, mut count) = (0.0, 0.0);
-        for s in 0..n {
-            let denom: f64 = (0..n)
-                .filter(|&u| m.w[s * n + u])
-                .map(|u| dot(&z[s], &z[u]).exp())
-                .sum::<f64>()
-                + (0..extra.len())
-                    .filter(|&k| extra_w(s, k))
-                    .map(|k| dot(&z[s], &extra[k]).exp())
-                    .sum::<f64>();
-            for t in 0..n {
-                if m.c[s * n + t] && m.w[s * n + t] {
-                    total -= (dot(&z[s], &z[t]).exp() / denom).ln();
-                    count += 1.0;
-                }
-            }
-        }
-        total / count
+        m.reference_loss(z, rho, &[], &|_, _| false)
     }
 
     fn tensors(m: &Masks, kind: Kind) -> (Tensor, Tensor) {
@@ -134,7 +104,7 @@ mod tests {
         let records = 2 + (next() % 4) as u32;
         let shifts = 1 + (next() % 3) as u8;
         let reversal = next() % 2 == 0;
-        let mut views = crate::spec::tests::layout(records, shifts, reversal);
+        let mut views = crate::spec::test_layout(records, shifts, reversal);
         for v in &mut views {
             v.video.flip = next() % 2 == 0;
         }
@@ -180,7 +150,7 @@ mod tests {
     fn extra_negatives_join_every_denominator_they_are_allowed_in() {
         tch::manual_seed(11);
         let spec = TransformSpec::preset("tr-distinct-ts-distinct").unwrap().spec;
-        let m = spec.masks(&crate::spec::tests::layout(3, 2, true)).unwrap();
+        let m = spec.masks(&crate::spec::test_layout(3, 2, true)).unwrap();
         let unit =
             |rows: i64| crate::head::l2_normalise(&Tensor::randn([rows, 16], (Kind::Double, Device::Cpu)));
         let (z, x) = (unit(m.n as i64), unit(10));
@@ -197,7 +167,7 @@ mod tests {
         let ew = Tensor::from_slice(&ew).reshape([m.n as i64, 10]);
         let (c, w) = tensors(&m, Kind::Double);
         let got = gdt_nce_with_negatives(&z, &c, &w, 0.1, true, &x, &ew).double_value(&[]);
-        let want = reference_with(&rows(&z), &m, 0.1, &rows(&x), &allowed);
+        let want = m.reference_loss(&rows(&z), 0.1, &rows(&x), &allowed);
         assert!((got - want).abs() < 1e-9 * want.abs(), "{got} vs {want}");
         // More negatives, a larger loss; none allowed, the plain loss.
         assert!(got > gdt_nce(&z, &c, &w, 0.1, true).double_value(&[]));
@@ -208,7 +178,7 @@ mod tests {
     #[test]
     fn stays_finite_at_tiny_temperature() {
         let spec = TransformSpec::preset("tr-distinct-ts-distinct").unwrap().spec;
-        let m = spec.masks(&crate::spec::tests::layout(2, 2, true)).unwrap();
+        let m = spec.masks(&crate::spec::test_layout(2, 2, true)).unwrap();
         let (c, w) = tensors(&m, Kind::Float);
         let z = crate::head::l2_normalise(&Tensor::randn([m.n as i64, 8], (Kind::Float, Device::Cpu)));
         let l = gdt_nce(&z, &c, &w, 1e-4, false).double_value(&[]);
@@ -219,7 +189,7 @@ mod tests {
     fn gradient_matches_finite_differences() {
         tch::manual_seed(3);
         let spec = TransformSpec::preset("tr-distinct-ts-invariant").unwrap().spec;
-        let m = spec.masks(&crate::spec::tests::layout(2, 2, true)).unwrap();
+        let m = spec.masks(&crate::spec::test_layout(2, 2, true)).unwrap();
         let (c, w) = tensors(&m, Kind::Double);
         let z0 = Tensor::randn([m.n as i64, 4], (Kind::Double, Device::Cpu)) * 0.5;
         let z = z0.copy().set_requires_grad(true);
@@ -245,7 +215,7 @@ mod tests {
     #[test]
     fn detached_keys_change_the_gradient_not_the_value() {
         let spec = TransformSpec::preset("cross-modal").unwrap().spec;
-        let m = spec.masks(&crate::spec::tests::layout(2, 1, false)).unwrap();
+        let m = spec.masks(&crate::spec::test_layout(2, 1, false)).unwrap();
         let (c, w) = tensors(&m, Kind::Double);
         let z0 = Tensor::randn([m.n as i64, 4], (Kind::Double, Device::Cpu));
         let run = |detach| {

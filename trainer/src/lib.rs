@@ -41,7 +41,9 @@ pub mod resnet9;
 pub mod run_log;
 pub mod schedule;
 pub mod sgd;
-pub mod spec;
+/// The transformation spec and its masks live in the torch-free pipeline crate, shared with
+/// the Python package.
+pub use gdt_pipeline::spec;
 pub mod train;
 
 pub use tch;

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use gdt_pipeline::load::batch::ViewMeta;
+use crate::load::batch::ViewMeta;
 
 /// A per-sample factor a spec can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -428,9 +428,9 @@ impl fmt::Display for TransformSpec {
 }
 
 /// `records` records in the loader's layout (shift-major, forward then reversed), every
-/// augmentation draw the same.
-fn uniform_views(records: usize, shifts: usize, reversal: bool) -> Vec<ViewMeta> {
-    use gdt_pipeline::load::augment::{AudioDraw, VideoDraw};
+/// augmentation draw the same: a batch's views without the draws, for checks and tests.
+pub fn uniform_views(records: usize, shifts: usize, reversal: bool) -> Vec<ViewMeta> {
+    use crate::load::augment::{AudioDraw, VideoDraw};
     let mut views = Vec::new();
     for record in 0..records as u32 {
         for shift in 0..shifts as u8 {
@@ -536,18 +536,57 @@ impl Masks {
     }
 }
 
+impl Masks {
+    /// GDT-NCE of `z` (one row per sample, `2N` rows) written as the paper's formula with
+    /// loops over plain f64, with `extra` keys in the denominators where `extra_w(row, key)`:
+    /// slow and exact, the oracle that the libtorch loss (`gdt-trainer`) and the PyTorch one
+    /// (the Python package) are both tested against.
+    pub fn reference_loss(
+        &self,
+        z: &[Vec<f64>],
+        rho: f64,
+        extra: &[Vec<f64>],
+        extra_w: &dyn Fn(usize, usize) -> bool,
+    ) -> f64 {
+        let n = z.len();
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>() / rho;
+        let (mut total, mut count) = (0.0, 0.0);
+        for s in 0..n {
+            let denom: f64 = (0..n)
+                .filter(|&u| self.w[s * n + u])
+                .map(|u| dot(&z[s], &z[u]).exp())
+                .sum::<f64>()
+                + (0..extra.len())
+                    .filter(|&k| extra_w(s, k))
+                    .map(|k| dot(&z[s], &extra[k]).exp())
+                    .sum::<f64>();
+            for t in 0..n {
+                if self.c[s * n + t] && self.w[s * n + t] {
+                    total -= (dot(&z[s], &z[t]).exp() / denom).ln();
+                    count += 1.0;
+                }
+            }
+        }
+        total / count
+    }
+}
+
+/// `records` records in the loader's default layout (shift-major, forward then reversed),
+/// even records' views flipped: the batch layout the loss tests use.
+pub fn test_layout(records: u32, shifts: u8, reversal: bool) -> Vec<ViewMeta> {
+    let mut v = uniform_views(records as usize, shifts as usize, reversal);
+    for view in &mut v {
+        view.video.flip = view.record % 2 == 0;
+    }
+    v
+}
+
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
-    /// `records` records with the loader's default layout: shift-major, forward then
-    /// reversed; even records' views flipped.
-    pub(crate) fn layout(records: u32, shifts: u8, reversal: bool) -> Vec<ViewMeta> {
-        let mut v = uniform_views(records as usize, shifts as usize, reversal);
-        for view in &mut v {
-            view.video.flip = view.record % 2 == 0;
-        }
-        v
+    fn layout(records: u32, shifts: u8, reversal: bool) -> Vec<ViewMeta> {
+        test_layout(records, shifts, reversal)
     }
 
     fn positives(m: &Masks, s: usize) -> Vec<usize> {
