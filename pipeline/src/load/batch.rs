@@ -8,6 +8,7 @@
 //! Dropping a batch hands its buffers back to the pool, so a loader in steady state
 //! allocates nothing per batch.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam::queue::ArrayQueue;
@@ -41,6 +42,8 @@ pub(crate) struct Pool {
     video_f32: ArrayQueue<Vec<f32>>,
     audio: ArrayQueue<Vec<f32>>,
     views: ArrayQueue<Vec<ViewMeta>>,
+    /// Buffers handed out new because the pool had none to reuse.
+    allocations: AtomicUsize,
 }
 
 impl Pool {
@@ -50,6 +53,19 @@ impl Pool {
             video_f32: ArrayQueue::new(capacity),
             audio: ArrayQueue::new(capacity),
             views: ArrayQueue::new(capacity),
+            allocations: AtomicUsize::new(0),
+        })
+    }
+
+    pub(crate) fn allocations(&self) -> usize {
+        self.allocations.load(Ordering::Relaxed)
+    }
+
+    /// A pooled buffer, or a new one (counted) when none is free.
+    fn reuse<T: Default>(&self, queue: &ArrayQueue<T>) -> T {
+        queue.pop().unwrap_or_else(|| {
+            self.allocations.fetch_add(1, Ordering::Relaxed);
+            T::default()
         })
     }
 }
@@ -136,10 +152,10 @@ impl Batch {
             index,
             records: 0,
             shape,
-            video: pool.video.pop().unwrap_or_default(),
-            video_f32: normalised.then(|| pool.video_f32.pop().unwrap_or_default()),
-            audio: pool.audio.pop().unwrap_or_default(),
-            views: pool.views.pop().unwrap_or_default(),
+            video: pool.reuse(&pool.video),
+            video_f32: normalised.then(|| pool.reuse(&pool.video_f32)),
+            audio: pool.reuse(&pool.audio),
+            views: pool.reuse(&pool.views),
             pool: pool.clone(),
         };
         // Video and audio keep their length: `build_batch` sizes them without zero-filling

@@ -447,33 +447,71 @@ impl Loader {
     }
 }
 
-impl Iterator for Loader {
-    type Item = Result<Batch, LoadError>;
+/// What waiting a bounded time for the next batch gave ([`Loader::next_within`]).
+#[derive(Debug)]
+pub enum Poll {
+    /// The next batch, in order (or the error in its place).
+    Ready(Result<Batch, LoadError>),
+    /// Not ready yet: ask again (a caller that must stay responsive, e.g. to Ctrl-C, waits
+    /// in slices).
+    Pending,
+    /// Every batch has been yielded.
+    Done,
+}
 
-    fn next(&mut self) -> Option<Self::Item> {
+impl Loader {
+    /// The next batch, waiting at most `timeout` for it.
+    pub fn next_within(&mut self, timeout: std::time::Duration) -> Poll {
+        self.poll(Some(std::time::Instant::now() + timeout))
+    }
+
+    /// Buffers the batch pool has had to allocate so far: constant in steady state, when
+    /// every batch's buffers come back to the pool once it is dropped.
+    pub fn buffer_allocations(&self) -> usize {
+        self.shared.pool.allocations()
+    }
+
+    fn poll(&mut self, deadline: Option<std::time::Instant>) -> Poll {
         if self.next >= self.shared.total {
-            return None;
+            return Poll::Done;
         }
         let w = self.ring.len() as u64;
         loop {
             if let Some(item) = self.ring[(self.next % w) as usize].take() {
                 self.next += 1;
                 self.shared.delivered.store(self.next, Ordering::Release);
-                return Some(item);
+                return Poll::Ready(item);
             }
             let waited = std::time::Instant::now();
-            let got = self.rx.as_ref().expect("receiver lives until drop").recv();
+            let rx = self.rx.as_ref().expect("receiver lives until drop");
+            let got = match deadline {
+                None => rx.recv().map_err(|_| true),
+                Some(d) => rx.recv_deadline(d).map_err(|e| e.is_disconnected()),
+            };
             self.shared
                 .stats
                 .wait_ns
                 .fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
             match got {
                 Ok((seq, item)) => self.ring[(seq % w) as usize] = Some(item),
-                Err(_) => {
+                Err(false) => return Poll::Pending,
+                Err(true) => {
                     self.next = self.shared.total;
-                    return Some(Err(LoadError::Worker("every worker stopped".into())));
+                    return Poll::Ready(Err(LoadError::Worker("every worker stopped".into())));
                 }
             }
+        }
+    }
+}
+
+impl Iterator for Loader {
+    type Item = Result<Batch, LoadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.poll(None) {
+            Poll::Ready(item) => Some(item),
+            Poll::Pending => unreachable!("an unbounded wait is never pending"),
+            Poll::Done => None,
         }
     }
 }
