@@ -337,6 +337,10 @@ pub struct BenchLoadArgs {
     pub sources: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Also print an xxh3-64 digest of every measured batch's video and audio bytes, per
+    /// thread count (equal for every count; `gdt.Digest` computes the same in Python).
+    #[arg(long)]
+    pub digest: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,

@@ -28,6 +28,9 @@ struct Run {
     mb_per_s: f64,
     /// Fractions of worker time (read, video, audio) and of the consumer's wall time (wait).
     stages: StageSeconds,
+    /// xxh3-64 of the measured batches' bytes, with --digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
     #[serde(skip)]
     shape: BatchShape,
 }
@@ -51,11 +54,17 @@ fn measure(a: &BenchLoadArgs, threads: usize, floor: bool) -> Result<Run> {
     let before = loader.stage_seconds();
     let start = Instant::now();
     let (mut clips, mut samples, mut bytes) = (0usize, 0usize, 0usize);
+    let mut digest = a.digest.then(xxhash_rust::xxh3::Xxh3::new);
     for _ in 0..a.batches {
         let b = loader.next().context("ran out of batches")??;
         clips += b.views().len();
         samples += b.records;
         bytes += b.video().len() + b.audio().len() * 4;
+        if let Some(d) = digest.as_mut() {
+            d.update(b.video());
+            let audio: Vec<u8> = b.audio().iter().flat_map(|x| x.to_le_bytes()).collect();
+            d.update(&audio);
+        }
     }
     let secs = start.elapsed().as_secs_f64();
     let after = loader.stage_seconds();
@@ -67,6 +76,7 @@ fn measure(a: &BenchLoadArgs, threads: usize, floor: bool) -> Result<Run> {
         clips_per_s: clips as f64 / secs,
         samples_per_s: samples as f64 / secs,
         mb_per_s: bytes as f64 / secs / 1e6,
+        digest: digest.map(|d| format!("{:016x}", d.digest())),
         stages: StageSeconds {
             read: frac(after.read - before.read),
             video: frac(after.video - before.video),
@@ -172,6 +182,13 @@ fn load(a: BenchLoadArgs) -> Result<i32> {
             best.clips_per_s / b
         ),
         Err(e) => println!("baseline  not measured: {e:#}"),
+    }
+    for r in runs.iter().filter(|r| r.digest.is_some()) {
+        println!(
+            "digest    {} ({} threads)",
+            r.digest.as_deref().unwrap_or_default(),
+            r.threads
+        );
     }
     Ok(0)
 }
