@@ -9,7 +9,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 CARGO ?= cargo
 
-.PHONY: all setup build demo test lint gpu-build
+.PHONY: all setup build demo test lint gpu-build python-test
 
 all: build
 
@@ -41,6 +41,14 @@ test: lint
 	$(CARGO) test --release --workspace --no-default-features -- --skip gdt_training_beats_random_init
 	$(CARGO) build --release
 	@target/release/gdt info --json | grep -q '"ffmpeg": true' || { echo "make test: target/release/gdt lost FFmpeg" >&2; exit 1; }
+	$(MAKE) --no-print-directory python-test
+
+# The Python package (python/, `import gdt`), built by maturin into the venv, and its
+# pytest suite (it uses target/release/gdt to write its datasets). pytest reports its count
+# and exits non-zero if it is missing or collects nothing.
+python-test: setup
+	python -m pip install --quiet --disable-pip-version-check --no-build-isolation ./python
+	python -m pytest -ra python/tests
 
 # The FFmpeg-free binary for GPU nodes (see docs/GPU.md), in its own target directory so
 # it does not replace the default build: target/gpu/release/gdt. With NCCL for multi-GPU runs.

@@ -54,6 +54,16 @@ PY
   touch "$stamp"
 fi
 
+# The Python package's build and test tools (maturin builds it, pytest runs its tests) and
+# torchvision for examples/train_torch.py (0.26.0 is the release built for torch 2.11.0).
+py_stamp="$VENV/.gdt-python-tools-1"
+if [ ! -f "$py_stamp" ]; then
+  say "adding maturin, pytest and torchvision==0.26.0 to $VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "maturin>=1.7,<2" "pytest>=8" "torchvision==0.26.0"
+  touch "$py_stamp"
+fi
+
 # Headers the NCCL build of the c10d shim needs (`make gpu-build`) that torch's own nvidia
 # packages leave out; small, and pinned to the CUDA 13.0 torch 2.11.0 is built with.
 nccl_stamp="$VENV/.gdt-cuda-headers-13.0"
