@@ -23,7 +23,7 @@ fn help_lists_every_subcommand_of_the_product() {
     assert!(o.status.success());
     let text = stdout(&o);
     for cmd in [
-        "synth", "pack", "inspect", "verify", "preview", "bench", "info", "train", "eval",
+        "synth", "pack", "merge", "inspect", "verify", "preview", "bench", "info", "train", "eval",
     ] {
         assert!(
             text.contains(&format!("\n  {cmd} ")),

@@ -26,7 +26,6 @@
 pub mod baseline;
 pub mod figure;
 pub mod load;
-#[cfg(feature = "ffmpeg")]
 pub mod pack;
 pub mod source;
 pub mod spec;

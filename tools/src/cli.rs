@@ -24,6 +24,9 @@ pub enum Command {
     Synth(SynthArgs),
     /// Decode videos once into sharded, checksummed, memory-mapped records.
     Pack(PackArgs),
+    /// Join the parts of a pack made on many machines (`gdt pack --part i/N`) into one
+    /// dataset, hard-linking their shards (no copy).
+    Merge(MergeArgs),
     /// Show a packed dataset's parameters, sizes, label histogram and skipped inputs.
     Inspect(InspectArgs),
     /// Check every checksum and bound of a packed dataset; exit 1 on any damage.
@@ -47,12 +50,12 @@ pub enum Command {
 #[command(
     after_help = "Config keys (TOML sections, all optional): steps, seed, device, dataset; \
 [data] batch_size shifts reversal clip crop scale_min scale_max color_jitter threads prefetch min_gap strict splits; \
-[model] width head_dropout; [loss] preset factors pairs temperature detach_keys global_negatives; \
+[model] width head_dropout sync_bn; [loss] preset factors pairs temperature detach_keys global_negatives global_negatives_grad; \
 [optim] lr momentum weight_decay warmup_steps decay; \
-[run] checkpoint_every keep_checkpoints bf16 channels_last plot. \
+[run] checkpoint_every keep_checkpoints bf16 channels_last plot; [dist] overlap bucket_mb. \
 Pretraining reads the dataset's non-test splits (data.splits; [] for every record). \
-Data-parallel (CPU, Gloo): launch with torchrun --no-python, srun, or RANK, WORLD_SIZE, \
-LOCAL_RANK, MASTER_ADDR and MASTER_PORT set; data.batch_size is per rank. \
+Data-parallel (Gloo on CPU, NCCL on GPUs with `make gpu-build`): launch with torchrun --no-python, srun, or RANK, WORLD_SIZE, \
+LOCAL_RANK, MASTER_ADDR and MASTER_PORT set; data.batch_size is per rank, each rank uses cuda:LOCAL_RANK. \
 The run directory keeps the resolved config as config.toml."
 )]
 pub struct TrainArgs {
@@ -195,9 +198,14 @@ pub struct SynthArgs {
 pub struct PackArgs {
     /// A folder of videos (searched recursively) or a CSV manifest `path[,label[,split]]`.
     pub input: PathBuf,
-    /// Dataset directory to write.
+    /// Dataset directory to write (with --part: the folder its `part-i` directory goes in).
     #[arg(short, long)]
     pub out: PathBuf,
+    /// Pack part i of N (0-based) of the input list into OUT/part-i: a contiguous range,
+    /// computed by every task alone (Slurm array jobs, indexed jobs, a loop over hosts).
+    /// Join the parts with `gdt merge OUT/part-* -o DATASET`.
+    #[arg(long, value_name = "i/N", value_parser = gdt_pipeline::pack::Part::parse)]
+    pub part: Option<gdt_pipeline::pack::Part>,
     /// Videos decoded at once. Default: all cores.
     #[arg(short = 'j', long)]
     pub jobs: Option<usize>,
@@ -344,6 +352,16 @@ pub struct BenchLoadArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The parts' directories (`gdt pack --part i/N` outputs), in any order.
+    #[arg(required = true)]
+    pub parts: Vec<PathBuf>,
+    /// The dataset to create (must not exist, or be empty; same file system as the parts).
+    #[arg(short, long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ use crate::params::PackParams;
 use crate::shard::FORMAT_VERSION;
 
 use super::files::DATASET_FILE;
+use super::writer::InputTally;
 
 /// One shard as `dataset.json` lists it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,6 +76,53 @@ pub struct DatasetManifest {
 }
 
 impl DatasetManifest {
+    /// The description of `shards` (in record order) packed from `inputs` (in input order):
+    /// the totals, label counts and skip reasons follow from the inputs' tallies, so every
+    /// writer (one pack, or the merge of a pack's parts) describes the same inputs alike.
+    pub fn describe(
+        params: PackParams,
+        shards: Vec<ShardInfo>,
+        labels: Vec<String>,
+        inputs: &[InputTally],
+        writer: &str,
+        source_root: Option<PathBuf>,
+    ) -> DatasetManifest {
+        let mut totals = Totals {
+            inputs: inputs.len(),
+            ..Totals::default()
+        };
+        let mut skipped = BTreeMap::new();
+        let mut label_counts = BTreeMap::new();
+        for t in inputs {
+            if let Some(reason) = &t.skipped {
+                totals.skipped += 1;
+                *skipped.entry(reason.clone()).or_insert(0) += 1;
+                continue;
+            }
+            totals.packed += 1;
+            totals.records += t.records;
+            totals.frames += t.frames;
+            totals.seconds += t.seconds;
+            totals.raw_frame_bytes += t.raw_frame_bytes;
+            totals.source_bytes += t.source_bytes;
+            if let Some(l) = &t.label {
+                *label_counts.entry(l.clone()).or_insert(0) += t.records;
+            }
+        }
+        totals.stored_bytes = shards.iter().map(|s| s.bytes).sum();
+        DatasetManifest {
+            format_version: FORMAT_VERSION,
+            writer: writer.to_string(),
+            params,
+            shards,
+            labels,
+            label_counts,
+            totals,
+            skipped,
+            source_root,
+        }
+    }
+
     /// Reads and checks `DIR/dataset.json`.
     pub fn load(dir: &Path) -> Result<DatasetManifest> {
         let path = dir.join(DATASET_FILE);

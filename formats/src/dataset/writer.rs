@@ -1,15 +1,13 @@
 //! Writing a dataset: records appended in order, grouped by input, into shards of about a
 //! target size, then `dataset.json` with the shard list, labels and totals. The packer and
 //! the synthetic corpus both write through it, so every dataset is laid out by one rule.
-
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::files::shard_file_name;
-use super::manifest::{DatasetManifest, ShardInfo, Totals};
+use super::manifest::{DatasetManifest, ShardInfo};
 use crate::error::{FileError, FormatError, Result};
 use crate::params::PackParams;
-use crate::shard::{EncodedRecord, ShardWriter, FORMAT_VERSION};
+use crate::shard::{EncodedRecord, ShardWriter};
 
 /// What one input contributed to a dataset, for its totals.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -148,40 +146,8 @@ impl DatasetWriter {
         source_root: Option<PathBuf>,
     ) -> Result<DatasetManifest> {
         self.close_shard()?;
-        let mut totals = Totals {
-            inputs: inputs.len(),
-            ..Totals::default()
-        };
-        let mut skipped = BTreeMap::new();
-        let mut label_counts = BTreeMap::new();
-        for t in inputs {
-            if let Some(reason) = &t.skipped {
-                totals.skipped += 1;
-                *skipped.entry(reason.clone()).or_insert(0) += 1;
-                continue;
-            }
-            totals.packed += 1;
-            totals.records += t.records;
-            totals.frames += t.frames;
-            totals.seconds += t.seconds;
-            totals.raw_frame_bytes += t.raw_frame_bytes;
-            totals.source_bytes += t.source_bytes;
-            if let Some(l) = &t.label {
-                *label_counts.entry(l.clone()).or_insert(0) += t.records;
-            }
-        }
-        totals.stored_bytes = self.shards.iter().map(|s| s.bytes).sum();
-        let manifest = DatasetManifest {
-            format_version: FORMAT_VERSION,
-            writer: writer.to_string(),
-            params: self.params,
-            shards: self.shards,
-            labels: self.labels,
-            label_counts,
-            totals,
-            skipped,
-            source_root,
-        };
+        let manifest =
+            DatasetManifest::describe(self.params, self.shards, self.labels, inputs, writer, source_root);
         manifest.save(&self.dir)?;
         Ok(manifest)
     }

@@ -2,29 +2,41 @@
 //! into shards of about `shard_size` bytes, and described by `dataset.json` and
 //! `pack-report.jsonl`. Bad inputs never stop the run: each is skipped with its reason.
 //! The output is byte-identical for any number of jobs, and an interrupted run resumes.
+//! On a cluster, each task packs one part of the input list (`part`) and `merge` joins them.
 
 mod input;
+mod merge;
+#[cfg(feature = "ffmpeg")]
 mod output;
+mod part;
+#[cfg(feature = "ffmpeg")]
 mod process;
+mod report;
 mod state;
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
+#[cfg(feature = "ffmpeg")]
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Condvar, Mutex};
 use std::time::Duration;
 
-use gdt_formats::dataset::{DatasetManifest, DatasetWriter, InputTally};
+use gdt_formats::dataset::{DatasetManifest, InputTally};
 use gdt_formats::params::PackParams;
 use gdt_formats::{FileError, FormatError};
 use serde::{Deserialize, Serialize};
 
 pub use gdt_formats::dataset::{REPORT_FILE, STATE_FILE};
 pub use input::{list_inputs, source_root, PackInput, VIDEO_EXTENSIONS};
+pub use merge::{merge, MergeSummary};
+pub use part::Part;
 pub use state::PackState;
 
+#[cfg(feature = "ffmpeg")]
 use crate::source::spectrogram::MelSpectrogram;
+#[cfg(feature = "ffmpeg")]
 use crate::source::window::WindowOptions;
+#[cfg(feature = "ffmpeg")]
+use gdt_formats::dataset::DatasetWriter;
+#[cfg(feature = "ffmpeg")]
 use process::{process, Processed};
 
 /// Why a pack stopped. Bad inputs never stop it: they are outcomes.
@@ -94,6 +106,8 @@ pub struct PackConfig {
     /// Recorded in `dataset.json` so tools can find the source videos later (see
     /// [`source_root`]). Not part of the resume fingerprint: a corpus may move.
     pub source_root: Option<PathBuf>,
+    /// Pack only this part of the input list (see [`Part`]); `merge` joins the parts.
+    pub part: Option<Part>,
 }
 
 impl PackConfig {
@@ -110,6 +124,7 @@ impl PackConfig {
             min_frames: 30,
             force: false,
             source_root: None,
+            part: None,
         }
     }
 }
@@ -179,8 +194,10 @@ pub struct PackSummary {
     pub processed_now: usize,
 }
 
-/// Packs `inputs` into `config.output`. Stops early (with [`PackError::Interrupted`]) when
-/// `cancel` becomes true, leaving a state to resume from.
+/// Packs `inputs` (or, with `config.part`, that part of them) into `config.output`. Stops
+/// early (with [`PackError::Interrupted`]) when `cancel` becomes true, leaving a state to
+/// resume from.
+#[cfg(feature = "ffmpeg")]
 pub fn pack(
     inputs: &[PackInput],
     config: &PackConfig,
@@ -189,7 +206,14 @@ pub fn pack(
 ) -> Result<PackSummary, PackError> {
     config.params.validate().map_err(PackError::Params)?;
     let out = &config.output;
-    let mut st = output::prepare(out, &state::Fingerprint::new(config, inputs), config.force)?;
+    // A part is fingerprinted with the whole list, and its records get the whole list's
+    // label numbers, so that parts merge into exactly a one-machine pack.
+    let all = inputs;
+    let inputs = match config.part {
+        Some(part) => &all[part.range(all.len())],
+        None => all,
+    };
+    let mut st = output::prepare(out, &state::Fingerprint::new(config, all), config.force)?;
     if st.complete {
         return Ok(PackSummary {
             manifest: DatasetManifest::load(out)?,
@@ -200,10 +224,10 @@ pub fn pack(
     if st.next_input > 0 {
         progress.resumed(st.next_input);
     }
-    let labels: Vec<String> = inputs
+    let labels: Vec<String> = all
         .iter()
         .filter_map(|i| i.label.clone())
-        .collect::<BTreeSet<_>>()
+        .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
     let mut writer = DatasetWriter::new(out, &config.params, config.shard_size, labels, st.shards.clone())?;
@@ -217,7 +241,7 @@ pub fn pack(
         st.shards = writer.shards().to_vec();
         st.save(out)?;
     }
-    output::write_report(out, &st.outcomes)?;
+    report::write_report(out, &st.outcomes)?;
     let tallies: Vec<InputTally> = st.outcomes.iter().map(Outcome::tally).collect();
     let manifest = writer.finish(
         &tallies,
@@ -235,6 +259,7 @@ pub fn pack(
 
 /// Workers decode inputs on all cores; this thread appends their records in input order,
 /// saving the state after every shard it completes. Returns when every input is written.
+#[cfg(feature = "ffmpeg")]
 fn write_in_order(
     inputs: &[PackInput],
     config: &PackConfig,
@@ -253,6 +278,7 @@ fn write_in_order(
     // at the defaults) while leaving room for a long video to finish without idling the
     // other workers behind it.
     let ahead = config.jobs.max(1) * 4 + 4;
+    use std::sync::{mpsc, Condvar, Mutex};
     let claim = Mutex::new((st.next_input, st.next_input)); // (next to claim, next to write)
     let written_cv = Condvar::new();
     let (tx, rx) = mpsc::channel::<(usize, Processed)>();
@@ -314,6 +340,7 @@ fn write_in_order(
 
 /// Appends one input's records (if any) and its outcome; when a shard closed before it,
 /// saves the state, whose resume point is then this input.
+#[cfg(feature = "ffmpeg")]
 fn write_input(
     p: Processed,
     writer: &mut DatasetWriter,

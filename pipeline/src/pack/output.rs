@@ -1,13 +1,13 @@
-//! The output directory of a pack: where a run starts (fresh, resumed or already complete),
-//! what an interrupted run leaves to delete, and the report of every input.
+//! The output directory of a pack: where a run starts (fresh, resumed or already complete)
+//! and what an interrupted run leaves to delete.
 
 use std::path::Path;
 
-use gdt_formats::dataset::{is_dataset_temporary, remove_dataset_files, shard_index, REPORT_FILE};
+use gdt_formats::dataset::{is_dataset_temporary, remove_dataset_files, shard_index};
 use gdt_formats::FileError;
 
 use super::state::{Fingerprint, PackState};
-use super::{Outcome, PackError};
+use super::PackError;
 
 /// Decides where to start: fresh, resumed, or already complete. Refuses to touch a
 /// directory it does not recognise, or to resume with different settings.
@@ -77,16 +77,4 @@ pub(super) fn remove_partial_shards(out: &Path, from: usize) {
             let _ = std::fs::remove_file(e.path());
         }
     }
-}
-
-/// Writes `pack-report.jsonl`: one line per input, in input order.
-pub(super) fn write_report(out: &Path, outcomes: &[Outcome]) -> Result<(), PackError> {
-    let mut text = String::new();
-    for o in outcomes {
-        text.push_str(&serde_json::to_string(o).expect("outcome serialises"));
-        text.push('\n');
-    }
-    let path = out.join(REPORT_FILE);
-    gdt_formats::atomic_file::write_atomic(&path, text.as_bytes()).map_err(FileError::at(&path))?;
-    Ok(())
 }

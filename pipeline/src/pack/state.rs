@@ -13,7 +13,7 @@ use gdt_formats::FileError;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{Outcome, PackConfig, PackError, PackInput};
+use super::{Outcome, PackConfig, PackError, PackInput, Part};
 
 /// `.pack-state.json`: how far a pack got.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -55,6 +55,9 @@ pub struct Fingerprint {
     pub inputs: u64,
     /// Inputs in the list.
     pub input_count: usize,
+    /// The part of the list this pack covers (`gdt pack --part`); none: all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<Part>,
 }
 
 impl Fingerprint {
@@ -79,6 +82,7 @@ impl Fingerprint {
             silence_for_missing_audio: config.silence_for_missing_audio,
             inputs: xxh3_64(listing.as_bytes()),
             input_count: inputs.len(),
+            part: config.part,
         }
     }
 
@@ -107,6 +111,14 @@ impl Fingerprint {
         }
         if self.inputs != other.inputs || self.input_count != other.input_count {
             return Some("input list".into());
+        }
+        if self.part != other.part {
+            let name = |p: &Option<Part>| p.map_or("the whole list".to_string(), |p| format!("part {p}"));
+            return Some(format!(
+                "part ({} then, {} now)",
+                name(&self.part),
+                name(&other.part)
+            ));
         }
         None
     }

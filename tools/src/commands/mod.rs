@@ -4,6 +4,7 @@ mod bench;
 mod eval;
 mod info;
 mod inspect;
+mod merge;
 mod pack;
 mod preview;
 mod synth;
@@ -19,6 +20,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
         Command::Synth(args) => synth::run(args),
         Command::Info(args) => info::run(args),
         Command::Pack(args) => pack::run(args),
+        Command::Merge(args) => merge::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Preview(args) => preview::run(args),

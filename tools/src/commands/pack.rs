@@ -95,6 +95,12 @@ fn run_pack(args: PackArgs, params: PackParams, shard_size: u64) -> Result<i32> 
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
+    // A part goes into its own directory inside OUT, so every task of a cluster job can be
+    // given the same -o.
+    let out = match args.part {
+        Some(part) => args.out.join(part.dir_name()),
+        None => args.out.clone(),
+    };
     let config = PackConfig {
         params,
         jobs,
@@ -104,10 +110,22 @@ fn run_pack(args: PackArgs, params: PackParams, shard_size: u64) -> Result<i32> 
         silence_for_missing_audio: args.no_audio == crate::cli::NoAudio::Silence,
         force: args.force,
         source_root: source_root(&args.input),
-        ..PackConfig::new(args.out.clone())
+        part: args.part,
+        ..PackConfig::new(out.clone())
     };
+    let todo = args.part.map_or(inputs.len(), |p| p.range(inputs.len()).len());
+    if let Some(part) = args.part {
+        let r = part.range(inputs.len());
+        eprintln!(
+            "gdt pack: part {part}: inputs {}..{} of {} into {}",
+            r.start,
+            r.end,
+            inputs.len(),
+            out.display()
+        );
+    }
     let cancel = ctrl_c_cancels();
-    let bar = Bar::new(inputs.len());
+    let bar = Bar::new(todo);
     let start = Instant::now();
     let result = pack(&inputs, &config, &bar, &cancel);
     bar.bar.finish_and_clear();
@@ -115,16 +133,21 @@ fn run_pack(args: PackArgs, params: PackParams, shard_size: u64) -> Result<i32> 
         Ok(s) => s,
         Err(PackError::Interrupted) => {
             eprintln!(
-                "gdt pack: interrupted. Completed shards are kept; run the same command again to resume:\n  gdt pack {} -o {}",
+                "gdt pack: interrupted. Completed shards are kept; run the same command again to resume:\n  gdt pack {} -o {}{}",
                 args.input.display(),
-                args.out.display()
+                args.out.display(),
+                args.part.map(|p| format!(" --part {p}")).unwrap_or_default()
             );
             return Ok(130);
         }
-        Err(e) => return Err(e).with_context(|| format!("packing into {}", args.out.display())),
+        Err(e) => return Err(e).with_context(|| format!("packing into {}", out.display())),
     };
-    print_summary(&args, &summary, start.elapsed().as_secs_f64(), jobs);
+    print_summary(&out, &summary, start.elapsed().as_secs_f64(), jobs);
     let t = &summary.manifest.totals;
+    if todo == 0 {
+        eprintln!("gdt pack: this part has no inputs (more parts than inputs); it merges as empty");
+        return Ok(0);
+    }
     if t.packed == 0 {
         eprintln!("gdt pack: no input could be packed");
         return Ok(1);
@@ -208,7 +231,7 @@ fn ctrl_c_cancels() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
 
 /// What was packed, skipped and written, and how fast.
 #[cfg(feature = "ffmpeg")]
-fn print_summary(args: &PackArgs, summary: &gdt_pipeline::pack::PackSummary, secs: f64, jobs: usize) {
+fn print_summary(out: &std::path::Path, summary: &gdt_pipeline::pack::PackSummary, secs: f64, jobs: usize) {
     use gdt_pipeline::pack::REPORT_FILE;
 
     let m = &summary.manifest;
@@ -216,7 +239,7 @@ fn print_summary(args: &PackArgs, summary: &gdt_pipeline::pack::PackSummary, sec
     if summary.already_complete {
         println!(
             "{} is already complete ({} records); nothing to do. Use --force to repack.",
-            args.out.display(),
+            out.display(),
             t.records
         );
     } else {
@@ -224,7 +247,7 @@ fn print_summary(args: &PackArgs, summary: &gdt_pipeline::pack::PackSummary, sec
             "Packed {} of {} videos into {} in {secs:.1} s ({jobs} jobs)",
             t.packed,
             t.inputs,
-            args.out.display()
+            out.display()
         );
     }
     println!(
@@ -243,7 +266,7 @@ fn print_summary(args: &PackArgs, summary: &gdt_pipeline::pack::PackSummary, sec
         println!(
             "  skipped      {}: {list} (details: {})",
             t.skipped,
-            args.out.join(REPORT_FILE).display()
+            out.join(REPORT_FILE).display()
         );
     }
     println!(

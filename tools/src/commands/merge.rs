@@ -1,0 +1,24 @@
+//! `gdt merge`: the parts of a cluster pack into one dataset.
+
+use anyhow::{Context, Result};
+use gdt_pipeline::pack::merge;
+
+use crate::cli::MergeArgs;
+
+pub fn run(args: MergeArgs) -> Result<i32> {
+    let summary =
+        merge(&args.parts, &args.out).with_context(|| format!("merging into {}", args.out.display()))?;
+    let m = &summary.manifest;
+    let t = &m.totals;
+    println!(
+        "Merged {} parts into {}: {} records from {} of {} videos, {} shards linked ({:.1} MB, no copy)",
+        summary.parts,
+        args.out.display(),
+        t.records,
+        t.packed,
+        t.inputs,
+        m.shards.len(),
+        t.stored_bytes as f64 / 1e6
+    );
+    Ok(0)
+}
