@@ -3,7 +3,7 @@
 #   sbatch --nodes 2 --ntasks-per-node 8 scripts/slurm-train.sh DATASET RUN_DIR [gdt train flags...]
 # srun gives each task SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID; gdt takes the first host
 # of SLURM_JOB_NODELIST as the rendezvous (MASTER_ADDR overrides it) on MASTER_PORT (29500).
-# See docs/DISTRIBUTED.md (CPU tensors over Gloo for now).
+# See docs/DISTRIBUTED.md (Gloo on CPUs; NCCL on GPUs with the `make gpu-build` binary).
 #SBATCH --job-name=gdt-train
 #SBATCH --time=24:00:00
 set -euo pipefail
