@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use gdt_pipeline::load::augment::VideoAugment;
-use gdt_pipeline::load::batch::Batch as RustBatch;
+use gdt_pipeline::load::batch::{Batch as RustBatch, ViewMeta};
 use gdt_pipeline::load::loader::{LoadError, Loader as RustLoader, LoaderBuilder, LoaderState, Poll};
 use gdt_pipeline::spec::{Pairs, SpecError as RustSpecError, TransformSpec as RustSpec};
 use numpy::ndarray::{Array2, Array3, ArrayView, Ix4, Ix6};
@@ -259,33 +259,44 @@ impl Batch {
         let b = &self.inner;
         let (r, v) = (b.records, b.shape.views);
         let views = b.views();
-        let grid = |f: &dyn Fn(usize) -> i64| Array2::from_shape_fn((r, v), |(i, j)| f(i * v + j));
         let d = PyDict::new(py);
-        d.set_item("record", grid(&|k| views[k].record as i64).into_pyarray(py))?;
-        d.set_item(
+        let shape = (r, v);
+        put(&d, "record", per_view(views, shape, |m| m.record as i64))?;
+        put(
+            &d,
             "label",
-            grid(&|k| views[k].label.map_or(-1, |l| l as i64)).into_pyarray(py),
+            per_view(views, shape, |m| m.label.map_or(-1, |l| l as i64)),
         )?;
-        d.set_item("shift", grid(&|k| views[k].shift as i64).into_pyarray(py))?;
-        d.set_item(
+        put(&d, "shift", per_view(views, shape, |m| m.shift as i64))?;
+        put(
+            &d,
             "start_frame",
-            grid(&|k| views[k].start_frame as i64).into_pyarray(py),
+            per_view(views, shape, |m| m.start_frame as i64),
         )?;
-        d.set_item(
+        put(
+            &d,
             "audio_start",
-            grid(&|k| views[k].audio_start as i64).into_pyarray(py),
+            per_view(views, shape, |m| m.audio_start as i64),
         )?;
-        let flags = |f: &dyn Fn(usize) -> bool| Array2::from_shape_fn((r, v), |(i, j)| f(i * v + j));
-        d.set_item("reversed", flags(&|k| views[k].reversed).into_pyarray(py))?;
-        d.set_item("flip", flags(&|k| views[k].video.flip).into_pyarray(py))?;
-        let reals = |f: &dyn Fn(usize) -> f32| Array2::from_shape_fn((r, v), |(i, j)| f(i * v + j));
-        d.set_item("scale", reals(&|k| views[k].video.scale).into_pyarray(py))?;
-        d.set_item("gain_log", reals(&|k| views[k].audio.gain_log).into_pyarray(py))?;
+        put(&d, "reversed", per_view(views, shape, |m| m.reversed))?;
+        put(&d, "flip", per_view(views, shape, |m| m.video.flip))?;
+        put(&d, "scale", per_view(views, shape, |m| m.video.scale))?;
+        put(&d, "gain_log", per_view(views, shape, |m| m.audio.gain_log))?;
         let boxes: Bound<'py, PyArray3<f32>> =
             Array3::from_shape_fn((r, v, 4), |(i, j, c)| views[i * v + j].video.crop_box[c]).into_pyarray(py);
         d.set_item("crop_box", boxes)?;
         Ok(d)
     }
+}
+
+/// One value per view as a `[records, views]` array (the views are record-major).
+fn per_view<T>(views: &[ViewMeta], (r, v): (usize, usize), f: impl Fn(&ViewMeta) -> T) -> Array2<T> {
+    Array2::from_shape_fn((r, v), |(i, j)| f(&views[i * v + j]))
+}
+
+/// `d[name] = a` as a numpy array.
+fn put<T: numpy::Element>(d: &Bound<'_, PyDict>, name: &str, a: Array2<T>) -> PyResult<()> {
+    d.set_item(name, a.into_pyarray(d.py()))
 }
 
 /// The c and w masks of a batch, as numpy arrays.
