@@ -380,7 +380,7 @@ fn jpeg_codec_packs_smaller_and_verifies() {
 
 #[cfg(feature = "ffmpeg")]
 #[test]
-fn fast_loading_packs_are_larger_with_the_same_frames() {
+fn zstd_settings_change_the_size_never_the_frames() {
     use gdt_formats::dataset::Dataset;
     use gdt_formats::field::frames::ChunkDecoder;
     use gdt_formats::params::FrameCodec;
@@ -406,20 +406,35 @@ fn fast_loading_packs_are_larger_with_the_same_frames() {
     // A negative level written as a user would, with a space before it.
     let minus_one = pack(&dir.path().join("minus-one"), &["--zstd-level", "-1"]);
     let fast = pack(&dir.path().join("fast"), &["--fast-load"]);
+    let full_search = pack(&dir.path().join("full-search"), &["--zstd-accel", "0"]);
     assert_eq!(
         minus_one.manifest.params.codec,
         FrameCodec::RawZstd {
             level: -1,
-            delta: true
+            delta: true,
+            accel: 0
+        }
+    );
+    assert_eq!(default.manifest.params.codec, FrameCodec::default());
+    assert_eq!(
+        full_search.manifest.params.codec,
+        FrameCodec::RawZstd {
+            level: 1,
+            delta: true,
+            accel: 0
         }
     );
     assert_eq!(fast.manifest.params.codec, minus_one.manifest.params.codec);
     assert_eq!(fast.manifest.params.chunk_frames, 4);
     let size = |d: &Dataset| d.manifest.totals.stored_bytes;
     assert!(size(&default) < size(&minus_one) && size(&minus_one) < size(&fast));
+    // The synthetic frames are noisy: the default's accelerated search writes other bytes,
+    // within a few percent of the full search's size.
+    assert!(size(&default) != size(&full_search));
+    assert!(size(&default) * 100 < size(&full_search) * 105);
     let mut dec = ChunkDecoder::new().unwrap();
     let (mut x, mut y) = (vec![], vec![]);
-    for other in [&minus_one, &fast] {
+    for other in [&minus_one, &fast, &full_search] {
         for r in 0..default.len() {
             let (a, b) = (
                 default.shards[0].record(r).unwrap(),
@@ -442,4 +457,23 @@ fn fast_loading_packs_are_larger_with_the_same_frames() {
         "3",
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // Negative levels are accelerated already: asking for both is refused before any work.
+    let refused = dir.path().join("refused");
+    let o = gdt(&[
+        "pack",
+        m.to_str().unwrap(),
+        "-o",
+        refused.to_str().unwrap(),
+        "--zstd-level",
+        "-1",
+        "--zstd-accel",
+        "64",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("zstd accel needs a zstd level >= 1"),
+        "{}",
+        text(&o)
+    );
+    assert!(!refused.exists());
 }

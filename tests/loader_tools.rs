@@ -54,7 +54,7 @@ fn synth_packed_then_bench_load_reports_throughput_and_references() {
     // What the figures depend on: the stored codec and this CPU's resample kernel.
     let stored = v["stored"].as_str().unwrap();
     assert!(
-        stored.starts_with("zstd level 1 + delta, 8-frame chunks, "),
+        stored.starts_with("zstd level 1 + delta, accel 1024, 8-frame chunks, "),
         "{stored}"
     );
     let kernel = v["resample_kernel"].as_str().unwrap();

@@ -15,7 +15,15 @@ fn records_round_trip_bit_exact_for_any_frame_range() {
     let dir = tempfile::tempdir().unwrap();
     for delta in [false, true] {
         let path = dir.path().join(format!("s-{delta}.gdt"));
-        write_shard(&path, 3, FrameCodec::RawZstd { level: 1, delta });
+        write_shard(
+            &path,
+            3,
+            FrameCodec::RawZstd {
+                level: 1,
+                delta,
+                accel: 0,
+            },
+        );
         let shard = Shard::open(&path).unwrap();
         assert_eq!(shard.len(), 3);
         assert!(shard.verify().is_empty());

@@ -238,12 +238,19 @@ pub struct PackArgs {
     /// larger shards that decompress faster, for loaders short of CPU (see docs/LOADER.md).
     #[arg(long, default_value_t = FrameCodec::DEFAULT_ZSTD_LEVEL, allow_negative_numbers = true)]
     pub zstd_level: i32,
+    /// Compress chunks that the level's match search barely shrinks (noisy frames: sensor
+    /// noise, grain) with a search this much faster, literals still entropy-coded; 0: the
+    /// level's own search everywhere. Default: 1024 with the delta filter at levels >= 1,
+    /// else 0. About 3x less compression time on noisy footage for ~3% more disk; static
+    /// footage keeps the level's bytes (docs/PACKING.md).
+    #[arg(long, value_name = "N")]
+    pub zstd_accel: Option<u32>,
     /// Store frames as they are, without the delta-to-previous-frame filter.
     #[arg(long)]
     pub no_delta: bool,
     /// Pack for the fastest loading: 4-frame chunks at zstd level -1. About 1.5x the disk
     /// of the defaults and ~1.5x the loader's clips/s on the synthetic corpus (docs/LOADER.md).
-    #[arg(long, conflicts_with_all = ["chunk_frames", "zstd_level", "codec"])]
+    #[arg(long, conflicts_with_all = ["chunk_frames", "zstd_level", "zstd_accel", "codec"])]
     pub fast_load: bool,
     /// Frame codec: raw (planar RGB + zstd, exact) or jpeg (lossy, smaller).
     #[arg(long, value_enum, default_value_t = Codec::Raw)]

@@ -10,7 +10,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::layout::{BlobEntry, Footer, Header, RecordEntry, MAX_PARAMS_LEN};
 use crate::error::{FormatError, Result};
-use crate::field::frames::{encode_chunk, FrameShape};
+use crate::field::frames::{encode_chunks, FrameShape};
 use crate::field::meta::RecordMeta;
 use crate::field::spectrogram;
 use crate::params::PackParams;
@@ -55,8 +55,10 @@ impl EncodedRecord {
                 (spectrogram_values.len() * 2) as u32,
             ),
         ];
-        for chunk in frames.chunks(params.chunk_frames as usize * frame_bytes) {
-            blobs.push((encode_chunk(chunk, shape, &params.codec)?, chunk.len() as u32));
+        let chunk_frames = params.chunk_frames as usize;
+        let chunks = encode_chunks(frames, shape, chunk_frames, &params.codec)?;
+        for (blob, chunk) in chunks.into_iter().zip(frames.chunks(chunk_frames * frame_bytes)) {
+            blobs.push((blob, chunk.len() as u32));
         }
         Ok(EncodedRecord {
             entry: RecordEntry {

@@ -195,9 +195,15 @@ fn load(a: BenchLoadArgs) -> Result<i32> {
 
 fn codec_name(codec: &FrameCodec) -> String {
     match *codec {
-        FrameCodec::RawZstd { level, delta } => {
-            format!("zstd level {level}{}", if delta { " + delta" } else { "" })
-        }
+        FrameCodec::RawZstd { level, delta, accel } => format!(
+            "zstd level {level}{}{}",
+            if delta { " + delta" } else { "" },
+            if accel > 0 {
+                format!(", accel {accel}")
+            } else {
+                String::new()
+            }
+        ),
         FrameCodec::Jpeg { quality } => format!("JPEG quality {quality}"),
     }
 }

@@ -37,15 +37,27 @@ pub fn params_from(args: &PackArgs) -> PackParams {
             codec: FrameCodec::RawZstd {
                 level: args.zstd_level,
                 delta: true,
+                accel: 0,
             },
             ..PackParams::default()
         }
     };
     let codec = match (args.codec, base.codec) {
-        (Codec::Raw, FrameCodec::RawZstd { level, .. }) => FrameCodec::RawZstd {
-            level,
-            delta: !args.no_delta,
-        },
+        (Codec::Raw, FrameCodec::RawZstd { level, accel, .. }) => {
+            let delta = !args.no_delta;
+            // Raw frames hold spatial repeats the full search finds; their differences
+            // mostly do not.
+            let default_accel = if delta && level >= 1 && !args.fast_load {
+                FrameCodec::DEFAULT_ZSTD_ACCEL
+            } else {
+                accel
+            };
+            FrameCodec::RawZstd {
+                level,
+                delta,
+                accel: args.zstd_accel.unwrap_or(default_accel),
+            }
+        }
         (_, _) => FrameCodec::Jpeg {
             quality: args.quality,
         },
