@@ -297,7 +297,7 @@ fn interrupted_then_resumed_equals_uninterrupted_and_settings_cannot_change() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("different packing parameters") && err.contains("--force"),
+        err.contains("different packing parameters (mels: 40 then, 64 now)") && err.contains("--force"),
         "{err}"
     );
 

@@ -100,7 +100,7 @@ fn check_parts(parts: &[PathBuf], out: &Path) -> Result<Vec<Found>, PackError> {
         if let Some(what) = a.difference(&b) {
             return Err(refused(
                 &f.dir,
-                format!("was packed with a different {what} than {}", first.dir.display()),
+                format!("was packed with {what} than {}", first.dir.display()),
             ));
         }
     }

@@ -36,7 +36,7 @@ pub(super) fn prepare(out: &Path, fingerprint: &Fingerprint, force: bool) -> Res
                 return Err(PackError::Refused {
                     path: out.to_path_buf(),
                     what: format!(
-                        "holds a pack made with a different {what}; refusing to mix them. Use the original settings to resume, or --force to start over"
+                        "holds a pack made with {what}; refusing to mix them. Use the original settings to resume, or --force to start over"
                     ),
                 });
             }

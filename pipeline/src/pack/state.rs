@@ -86,42 +86,63 @@ impl Fingerprint {
         }
     }
 
-    /// Names the first setting that differs, for the refusal message.
+    /// Names the first setting that differs, for the refusal message ("a different shard
+    /// size", "different packing parameters (mels: 40 then, 64 now)").
     pub fn difference(&self, other: &Fingerprint) -> Option<String> {
         if self.revision != other.revision {
             return Some(format!(
-                "gdt version (packer revision {} then, {} now)",
+                "a different gdt version (packer revision {} then, {} now)",
                 self.revision, other.revision
             ));
         }
         if self.params != other.params {
-            return Some("packing parameters".into());
+            return Some(format!(
+                "different packing parameters ({})",
+                params_difference(&self.params, &other.params)
+            ));
         }
         if self.shard_size != other.shard_size {
-            return Some("shard size".into());
+            return Some("a different shard size".into());
         }
         if self.max_windows != other.max_windows {
-            return Some("windows per video".into());
+            return Some("a different windows per video".into());
         }
         if self.min_frames != other.min_frames {
-            return Some("minimum frames".into());
+            return Some("a different minimum frames".into());
         }
         if self.silence_for_missing_audio != other.silence_for_missing_audio {
-            return Some("--no-audio policy".into());
+            return Some("a different --no-audio policy".into());
         }
         if self.inputs != other.inputs || self.input_count != other.input_count {
-            return Some("input list".into());
+            return Some("a different input list".into());
         }
         if self.part != other.part {
             let name = |p: &Option<Part>| p.map_or("the whole list".to_string(), |p| format!("part {p}"));
             return Some(format!(
-                "part ({} then, {} now)",
+                "a different part ({} then, {} now)",
                 name(&self.part),
                 name(&other.part)
             ));
         }
         None
     }
+}
+
+/// Each parameter that differs, with its values then and now, as `dataset.json` writes
+/// them: the user needs them to resume with the original settings.
+fn params_difference(then: &PackParams, now: &PackParams) -> String {
+    let as_map = |p: &PackParams| match serde_json::to_value(p) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (then, now) = (as_map(then), as_map(now));
+    let keys: std::collections::BTreeSet<&String> = then.keys().chain(now.keys()).collect();
+    let show = |v: Option<&serde_json::Value>| v.map_or("absent".to_string(), |v| v.to_string());
+    keys.into_iter()
+        .filter(|k| then.get(*k) != now.get(*k))
+        .map(|k| format!("{k}: {} then, {} now", show(then.get(k)), show(now.get(k))))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl PackState {
