@@ -5,13 +5,34 @@
 
 use half::f16;
 
+/// The zstd level spectrograms are stored at.
+const LEVEL: i32 = 3;
+
+thread_local! {
+    /// One context per packing thread: a fresh level-3 context per record (allocated and
+    /// cleared) cost 30% more than the compression itself (0.25 against 0.19 ms for 10 s).
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Encodes a row-major `[mels][frames]` spectrogram.
 pub fn encode(values: &[f32]) -> std::io::Result<Vec<u8>> {
-    let mut raw = Vec::with_capacity(values.len() * 2);
-    for v in values {
-        raw.extend_from_slice(&f16::from_f32(*v).to_le_bytes());
+    use half::slice::HalfFloatSliceExt;
+    // Converted a slice at a time (F16C, 8 values per instruction where the CPU has it):
+    // value by value this took 1.2 ms of a 10 s record's 1.4 ms.
+    let mut halves = vec![f16::ZERO; values.len()];
+    halves.convert_from_f32_slice(values);
+    let mut raw = vec![0u8; values.len() * 2];
+    for (bytes, h) in raw.chunks_exact_mut(2).zip(&halves) {
+        bytes.copy_from_slice(&h.to_le_bytes());
     }
-    zstd::bulk::compress(&raw, 3)
+    COMPRESSOR.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.is_none() {
+            *cached = Some(zstd::bulk::Compressor::new(LEVEL)?);
+        }
+        cached.as_mut().expect("set above").compress(&raw)
+    })
 }
 
 /// Decodes into `out`, whose length (mels x frames) comes from the index, not from the data.
@@ -57,5 +78,29 @@ mod tests {
         for (a, b) in values.iter().zip(&out) {
             assert!((a - b).abs() <= a.abs() / 1024.0 + 1e-3, "{a} vs {b}");
         }
+    }
+
+    #[test]
+    fn stores_the_bytes_of_a_value_by_value_conversion() {
+        // Extremes, subnormals, ties and NaN as well as ordinary log energies: the slice
+        // conversion must round exactly as `f16::from_f32`, so packs stay byte-identical.
+        let mut values: Vec<f32> = (0..4099).map(|i| (i as f32 * 0.731).sin() * 40.0 - 9.0).collect();
+        values.extend([
+            0.0,
+            -0.0,
+            1e-7,
+            -6.1e-5,
+            65504.0,
+            1e9,
+            -1e9,
+            f32::NAN,
+            1.0 + 1.0 / 2048.0,
+        ]);
+        let stored = zstd::bulk::decompress(&super::encode(&values).unwrap(), values.len() * 2).unwrap();
+        let one_by_one: Vec<u8> = values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect();
+        assert_eq!(stored, one_by_one);
     }
 }
