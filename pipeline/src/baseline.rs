@@ -123,8 +123,8 @@ pub fn views_from_source(
         path,
         params,
         &WindowOptions {
-            max_windows: 1,
             time_limit: None,
+            ..WindowOptions::default()
         },
     )?;
     let w = decoded

@@ -134,3 +134,33 @@ fn several_windows_cover_a_long_video_back_to_back() {
     let starts: Vec<f64> = decoded.windows.iter().map(|w| w.start_s).collect();
     assert_eq!(starts, vec![0.0, 2.0, 4.0]);
 }
+
+/// The packer hands spare cores to the decoders of a pack's last inputs: the frames and the
+/// audio must not depend on it (H.264 in MP4 and in variable-rate MKV, MPEG-4 Part 2, VP9).
+#[test]
+fn decoder_threads_change_nothing_in_the_output() {
+    let params = PackParams::default();
+    for (container, vfr) in [
+        (Container::Mp4, false),
+        (Container::Mkv, true),
+        (Container::Avi, false),
+        (Container::Webm, false),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("v.{}", container.extension()));
+        write_video(&path, container, &Scene::new(&spec(30, 3.0, vfr))).unwrap();
+        let decode = |threads| {
+            let opts = WindowOptions {
+                decoder_threads: threads,
+                ..WindowOptions::default()
+            };
+            decode_windows(&path, &params, &opts).unwrap().windows
+        };
+        let (one, four) = (decode(1), decode(4));
+        assert_eq!(one.len(), 1);
+        assert_eq!(four.len(), 1);
+        assert_eq!(one[0].frame_count, four[0].frame_count, "{container:?}");
+        assert!(one[0].frames == four[0].frames, "{container:?}: frames differ");
+        assert_eq!(one[0].audio, four[0].audio, "{container:?}");
+    }
+}

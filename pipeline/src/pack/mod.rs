@@ -272,6 +272,7 @@ fn write_in_order(
     let window_opts = WindowOptions {
         max_windows: config.max_windows,
         time_limit: config.time_limit,
+        decoder_threads: 1,
     };
     // Workers claim inputs in order but never run more than `ahead` past the writer. That
     // bounds memory (a waiting input holds its compressed records, ~10 MB for a 10 s window
@@ -304,7 +305,13 @@ fn write_in_order(
                     g.0 += 1;
                     g.0 - 1
                 };
-                let processed = process(&inputs[i], config, mels, labels, window_opts);
+                // Fewer inputs left than workers (a pack of a few large videos, or its tail):
+                // the idle workers' cores go to these inputs' decoders.
+                let opts = WindowOptions {
+                    decoder_threads: (config.jobs.max(1) / (inputs.len() - i)).max(1),
+                    ..window_opts.clone()
+                };
+                let processed = process(&inputs[i], config, mels, labels, &opts);
                 if tx.send((i, processed)).is_err() {
                     break;
                 }

@@ -188,9 +188,13 @@ pub(crate) struct BestStream<D> {
 }
 
 /// Finds the best video stream of `ictx` and opens its decoder.
+///
+/// With `threads` > 1 the decoder works on that many frames at once (FFmpeg's frame
+/// threading, whose output is bit-exact with one thread: it only reorders the work).
 pub(crate) fn best_video(
     ictx: &format::context::Input,
     path: &Path,
+    threads: usize,
 ) -> Result<Option<BestStream<ff::decoder::Video>>, DecodeError> {
     let Some(st) = ictx.streams().best(media::Type::Video) else {
         return Ok(None);
@@ -200,6 +204,13 @@ pub(crate) fn best_video(
     let rate = st.avg_frame_rate();
     let mut decoder = ctx.decoder();
     decoder.set_packet_time_base(st.time_base());
+    if threads > 1 {
+        decoder.set_threading(ff::codec::threading::Config {
+            kind: ff::codec::threading::Type::Frame,
+            count: threads,
+            ..Default::default()
+        });
+    }
     Ok(Some(BestStream {
         index: st.index(),
         time_base: st.time_base(),
@@ -246,7 +257,7 @@ pub fn for_each_video_frame(path: &Path, mut f: impl FnMut(DecodedFrame<'_>)) ->
         time_base: tb,
         decoder: mut dec,
         ..
-    } = best_video(&ictx, path)?.ok_or_else(|| DecodeError::NoStream {
+    } = best_video(&ictx, path, 1)?.ok_or_else(|| DecodeError::NoStream {
         path: path.to_path_buf(),
         kind: "video",
     })?;

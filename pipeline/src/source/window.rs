@@ -28,6 +28,9 @@ pub struct WindowOptions {
     pub max_windows: u32,
     /// Give up on a file after this long (a decoder that hangs is cut off).
     pub time_limit: Option<Duration>,
+    /// Video decoder threads for this file. The frames are the same for any count; the
+    /// packer gives the last inputs of a pack the cores that fewer inputs than jobs leave.
+    pub decoder_threads: usize,
 }
 
 impl Default for WindowOptions {
@@ -35,6 +38,7 @@ impl Default for WindowOptions {
         WindowOptions {
             max_windows: 1,
             time_limit: Some(Duration::from_secs(120)),
+            decoder_threads: 1,
         }
     }
 }
@@ -103,7 +107,7 @@ pub fn decode_windows(
         time_base: vtb,
         avg_fps,
         decoder: mut vdec,
-    } = best_video(&ictx, path)?.ok_or_else(|| DecodeError::NoStream {
+    } = best_video(&ictx, path, opts.decoder_threads)?.ok_or_else(|| DecodeError::NoStream {
         path: path.to_path_buf(),
         kind: "video",
     })?;
