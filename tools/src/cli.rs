@@ -240,8 +240,8 @@ pub struct PackArgs {
     pub zstd_level: i32,
     /// Compress chunks that the level's match search barely shrinks (noisy frames: sensor
     /// noise, grain) with a search this much faster, literals still entropy-coded; 0: the
-    /// level's own search everywhere. Default: 1024 with the delta filter at levels >= 1,
-    /// else 0. About 3x less compression time on noisy footage for ~3% more disk; static
+    /// level's own search everywhere. Default: 1024 with the delta filter at the default
+    /// level 1, else 0. About 2.5x less compression time on noisy footage for ~3% more disk; static
     /// footage keeps the level's bytes (docs/PACKING.md).
     #[arg(long, value_name = "N")]
     pub zstd_accel: Option<u32>,

@@ -46,8 +46,9 @@ pub fn params_from(args: &PackArgs) -> PackParams {
         (Codec::Raw, FrameCodec::RawZstd { level, accel, .. }) => {
             let delta = !args.no_delta;
             // Raw frames hold spatial repeats the full search finds; their differences
-            // mostly do not.
-            let default_accel = if delta && level >= 1 && !args.fast_load {
+            // mostly do not. A level asked for by name gets its own search unless accel is
+            // asked for too.
+            let default_accel = if delta && level == FrameCodec::DEFAULT_ZSTD_LEVEL && !args.fast_load {
                 FrameCodec::DEFAULT_ZSTD_ACCEL
             } else {
                 accel
@@ -306,7 +307,35 @@ fn print_summary(out: &std::path::Path, summary: &gdt_pipeline::pack::PackSummar
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{params_from, parse_size};
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+    use gdt_formats::params::FrameCodec;
+
+    fn codec(flags: &[&str]) -> FrameCodec {
+        let args = [&["gdt", "pack", "in", "-o", "out"], flags].concat();
+        match Cli::try_parse_from(args).unwrap().command {
+            Command::Pack(a) => params_from(&a).codec,
+            _ => unreachable!("parsed as pack"),
+        }
+    }
+
+    #[test]
+    fn accel_defaults_to_the_default_level_with_delta_only() {
+        let raw = |level, delta, accel| FrameCodec::RawZstd { level, delta, accel };
+        assert_eq!(codec(&[]), FrameCodec::default());
+        assert_eq!(codec(&[]), raw(1, true, 1024));
+        // A level or the raw frames asked for by name get the level's own search...
+        assert_eq!(codec(&["--zstd-level", "3"]), raw(3, true, 0));
+        assert_eq!(codec(&["--no-delta"]), raw(1, false, 0));
+        assert_eq!(codec(&["--fast-load"]), raw(-1, true, 0));
+        // ...unless accel is asked for as well.
+        assert_eq!(
+            codec(&["--zstd-level", "3", "--zstd-accel", "64"]),
+            raw(3, true, 64)
+        );
+        assert_eq!(codec(&["--zstd-accel", "0"]), raw(1, true, 0));
+    }
 
     #[test]
     fn sizes_with_units() {
