@@ -10,11 +10,12 @@
 //! near zero and zstd compresses them much better; undoing it is one add per byte.
 //!
 //! At the default level zstd's match finder probes nearly every byte. In noisy differences
-//! (sensor noise, grain, the synthetic corpus) it finds little there, yet that search was
-//! two thirds of what packing cost beyond decoding. With the codec's `accel`, such chunks
-//! are compressed with an accelerated search instead (see [`encode_chunks`]); measured on
-//! the synthetic corpus: 2.5-3x faster to compress, 1.3-1.5x faster to decompress, 2.7% more
-//! bytes, while static content keeps the full search and its size.
+//! (sensor noise, grain, the synthetic corpus) it finds little there, yet compressing them
+//! was about three quarters of what packing added to decoding. With the codec's `accel`,
+//! such chunks are compressed with an accelerated search instead (see [`encode_chunks`]);
+//! measured on the synthetic corpus: 2.3-2.9x faster to compress, faster to decompress (the
+//! loader's decompress-and-copy floor +33%), 2.7% more bytes, while static content keeps
+//! the full search and its bytes (docs/PACKING.md).
 //!
 //! With the JPEG codec ([`jpeg`]) a chunk holds one JPEG per frame instead.
 
