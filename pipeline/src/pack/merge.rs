@@ -181,8 +181,8 @@ fn link_and_describe(found: &[Found], tmp: &Path, out: &Path) -> Result<DatasetM
                 .map_err(|what| refused(&f.dir, what))?;
             let file = shard_file_name(shards.len());
             std::fs::hard_link(&from, tmp.join(&file)).map_err(|e| {
-                if e.raw_os_error() == Some(18) {
-                    // EXDEV: a hard link cannot cross file systems, and a copy is what merge avoids.
+                if e.kind() == std::io::ErrorKind::CrossesDevices {
+                    // A hard link cannot cross file systems, and a copy is what merge avoids.
                     refused(
                         &f.dir,
                         format!(

@@ -43,15 +43,15 @@ pub fn params_from(args: &PackArgs) -> PackParams {
         }
     };
     let codec = match (args.codec, base.codec) {
-        (Codec::Raw, FrameCodec::RawZstd { level, accel, .. }) => {
+        (Codec::Raw, FrameCodec::RawZstd { level, .. }) => {
             let delta = !args.no_delta;
             // Raw frames hold spatial repeats the full search finds; their differences
-            // mostly do not. A level asked for by name gets its own search unless accel is
-            // asked for too.
-            let default_accel = if delta && level == FrameCodec::DEFAULT_ZSTD_LEVEL && !args.fast_load {
+            // mostly do not. A level asked for by name (--fast-load's -1 included) gets its
+            // own search unless accel is asked for too.
+            let default_accel = if delta && level == FrameCodec::DEFAULT_ZSTD_LEVEL {
                 FrameCodec::DEFAULT_ZSTD_ACCEL
             } else {
-                accel
+                0
             };
             FrameCodec::RawZstd {
                 level,
@@ -126,17 +126,17 @@ fn run_pack(args: PackArgs, params: PackParams, shard_size: u64) -> Result<i32> 
         part: args.part,
         ..PackConfig::new(out.clone())
     };
-    let todo = args.part.map_or(inputs.len(), |p| p.range(inputs.len()).len());
+    let mine = args.part.map_or(0..inputs.len(), |p| p.range(inputs.len()));
     if let Some(part) = args.part {
-        let r = part.range(inputs.len());
         eprintln!(
             "gdt pack: part {part}: inputs {}..{} of {} into {}",
-            r.start,
-            r.end,
+            mine.start,
+            mine.end,
             inputs.len(),
             out.display()
         );
     }
+    let todo = mine.len();
     let cancel = ctrl_c_cancels();
     let bar = Bar::new(todo);
     let start = Instant::now();
