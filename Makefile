@@ -52,5 +52,8 @@ python-test: setup
 
 # The FFmpeg-free binary for GPU nodes (see docs/GPU.md), in its own target directory so
 # it does not replace the default build: target/gpu/release/gdt. With NCCL for multi-GPU runs.
+# Beside it, target/gpu/wheels/ holds the Python package's wheel (abi3, no libtorch inside),
+# which scripts/gpu-check.sh installs there for the example.
 gpu-build: setup
 	$(CARGO) build --release --no-default-features --features nccl --target-dir target/gpu
+	maturin build --release --quiet --manifest-path python/Cargo.toml --target-dir target/gpu --out target/gpu/wheels

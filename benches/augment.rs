@@ -39,7 +39,7 @@ fn audio(c: &mut Criterion) {
         .collect();
     let mut g = c.benchmark_group("audio");
     g.bench_function("logmel_257_one_second", |b| b.iter(|| mels.compute(&second)));
-    let (spec, total) = mels.compute(&vec![0.1f32; 240_000]);
+    let (mel, total) = mels.compute(&vec![0.1f32; 240_000]);
     let aug = AudioAugment::default();
     let mut out = vec![0f32; 257 * 99];
     g.bench_function("slice_volume_specaugment_257x99", |b| {
@@ -47,7 +47,7 @@ fn audio(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             let d = aug.draw(&mut draw_stream(0, 0, i, 0), 257, 99);
-            aug.apply(&spec, total, 257, (i % 800) as usize, 99, false, &d, &mut out);
+            aug.apply(&mel, total, 257, (i % 800) as usize, 99, false, &d, &mut out);
         })
     });
     g.finish();

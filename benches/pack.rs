@@ -50,7 +50,7 @@ fn main() {
                 ..CorpusConfig::default()
             });
             for v in &videos {
-                write_video(&dir.join(&v.file_name), v.container, &Scene::new(&v.spec)).unwrap();
+                write_video(&dir.join(&v.file_name), v.container, &Scene::new(&v.scenario)).unwrap();
             }
             std::fs::write(dir.join("manifest.csv"), manifest_csv(&videos)).unwrap();
             dir.join("manifest.csv")
@@ -246,8 +246,8 @@ fn main() {
             range(&ratios[k].iter().map(|r| 100.0 * (r - 1.0)).collect::<Vec<_>>()),
             median(&pack_cpu[k]),
             100.0 * (median(&pack_cpu[k]) / decode_cpu - 1.0),
-            totals.frames as f64 / median(&pack_times[k]),
-            100.0 * totals.stored_bytes as f64 / totals.raw_frame_bytes as f64
+            totals.counts.frames as f64 / median(&pack_times[k]),
+            100.0 * totals.stored_bytes as f64 / totals.counts.raw_frame_bytes as f64
         );
     }
 }

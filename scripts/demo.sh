@@ -37,11 +37,11 @@ step "gdt bench load: the loader against on-the-fly decoding and the decompress 
 step "gdt train: GDT-NCE on the train split (the test split is held out), GPU if present"
 # A quarter-width R(2+1)D-18 / ResNet-9 on 8-frame 32x32 clips: the real architecture and
 # loss, small enough to learn in about 5 minutes on 2 CPU cores (the settings of the proof of
-# learning, trainer/src/eval/proof.rs). Cross-modal preset over two time shifts per record.
+# learning, trainer/src/proof.rs). Cross-modal preset over two time shifts per record.
 rm -rf "$OUT/run"
 "$GDT" train "$OUT/dataset" --run-dir "$OUT/run" --steps "${GDT_DEMO_STEPS:-2000}" \
   --set loss.preset=cross-modal --set data.shifts=2 --set data.batch_size=4 \
-  --set data.clip=8 --set data.crop=32 --set data.scale_min=36.57143 --set data.scale_max=45.71429 \
+  --set data.clip=8 --set data.crop=32 \
   --set model.width=0.25 --set optim.lr=0.02 --set loss.temperature=0.1 \
   --set optim.warmup_steps=10 --set run.checkpoint_every=500
 

@@ -1,21 +1,8 @@
 //! End-to-end tests of the `gdt` binary as a user runs it.
 
-use std::process::{Command, Output};
+mod common;
 
-fn gdt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gdt"))
-        .args(args)
-        .output()
-        .expect("gdt runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{gdt, stderr, stdout};
 
 #[test]
 fn help_lists_every_subcommand_of_the_product() {
@@ -97,6 +84,7 @@ mod with_ffmpeg {
     use super::*;
     use gdt_pipeline::source::decode::probe;
     use std::path::Path;
+    use std::process::Output;
 
     fn synth(out: &Path, jobs: &str, extra: &[&str]) -> Output {
         let mut args = vec![
@@ -163,17 +151,36 @@ mod with_ffmpeg {
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         assert!(synth(&a, "1", &[]).status.success());
         assert!(synth(&b, "2", &[]).status.success());
-        for name in [
-            "synth-00000.mp4",
-            "synth-00001.mkv",
-            "synth-00002.avi",
-            "synth-00005.avi",
-            "manifest.csv",
-            "synth.json",
-        ] {
+        // Every file, and in synth.json every field of every video, named where they differ.
+        let names = |dir: &Path| -> Vec<String> {
+            let mut n: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(&a), names(&b));
+        assert_eq!(names(&a).len(), 8, "6 videos, the manifest and synth.json");
+        let json = |dir: &Path| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(dir.join("synth.json")).unwrap()).unwrap()
+        };
+        let (ja, jb) = (json(&a), json(&b));
+        for (va, vb) in ja["videos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(jb["videos"].as_array().unwrap())
+        {
+            for (field, x) in va.as_object().unwrap() {
+                assert_eq!(x, &vb[field], "synth.json: {} differs in `{field}`", va["file"]);
+            }
+        }
+        assert_eq!(ja, jb, "synth.json differs outside its videos");
+        for name in names(&a) {
             assert!(
-                std::fs::read(a.join(name)).unwrap() == std::fs::read(b.join(name)).unwrap(),
-                "{name} differs"
+                std::fs::read(a.join(&name)).unwrap() == std::fs::read(b.join(&name)).unwrap(),
+                "{name} differs between -j 1 and -j 2"
             );
         }
         let again = synth(&a, "2", &[]);

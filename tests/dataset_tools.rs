@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use gdt_formats::dataset::{DatasetManifest, ShardInfo, Totals};
+use gdt_formats::dataset::{DatasetManifest, InputCounts, ShardInfo, Totals};
 use gdt_formats::field::meta::{AudioOrigin, RecordMeta};
 use gdt_formats::params::PackParams;
 use gdt_formats::shard::{EncodedRecord, ShardWriter, FORMAT_VERSION};
@@ -42,8 +42,8 @@ fn write_dataset(dir: &Path) {
                 audio: AudioOrigin::Decoded,
             };
             let frames: Vec<u8> = (0..45 * 3 * 40 * 32).map(|i| (i % 253) as u8).collect();
-            let spec: Vec<f32> = (0..40 * 149).map(|i| (i % 17) as f32).collect();
-            w.append(&EncodedRecord::encode(&meta, &frames, 40, 32, &spec, 149, &params).unwrap())
+            let mel: Vec<f32> = (0..40 * 149).map(|i| (i % 17) as f32).collect();
+            w.append(&EncodedRecord::encode(&meta, &frames, 40, 32, &mel, 149, &params).unwrap())
                 .unwrap();
         }
         let sum = w.finish().unwrap();
@@ -64,10 +64,13 @@ fn write_dataset(dir: &Path) {
         totals: Totals {
             inputs: 4,
             packed: 4,
-            records: 4,
-            frames: 180,
-            seconds: 6.0,
-            raw_frame_bytes: 4 * 45 * 3 * 40 * 32,
+            counts: InputCounts {
+                records: 4,
+                frames: 180,
+                seconds: 6.0,
+                raw_frame_bytes: 4 * 45 * 3 * 40 * 32,
+                source_bytes: 0,
+            },
             stored_bytes: stored,
             ..Totals::default()
         },
@@ -154,7 +157,17 @@ fn preview_draws_frames_above_the_spectrogram() {
     // 1.49 s of spectrogram at 100 px/s plus a thumbnail and margins; the title, two rows of
     // thumbnails (64 px), a gap, 40 mel rows, the time axis and margins.
     assert!((149 + 80..=149 + 80 + 40).contains(&width), "width {width}");
-    let (title_top, spec_top) = (8, 8 + 20 + 64 + 2 + 64 + 6);
+    // The title wraps to the figure's width, 20 px a line: this one (about 440 px of text
+    // at 14 px) needs more than one line on a 229-239 px figure.
+    let below_title = 64 + 2 + 64 + 6 + 40 + 2 + 24 + 8;
+    assert_eq!((height - 8 - below_title) % 20, 0, "height {height}");
+    let title_lines = (height - 8 - below_title) / 20;
+    assert_eq!(
+        title_lines > 1,
+        gdt_pipeline::figure::font_available(),
+        "{title_lines} title lines"
+    );
+    let (title_top, spec_top) = (8, 8 + 20 * title_lines + 64 + 2 + 64 + 6);
     let axis_top = spec_top + 40 + 2;
     assert_eq!(height, axis_top + 24 + 8);
     let bright = |x: u32, y: u32| img.get_pixel(x, y).0.iter().all(|&c| c > 200);
@@ -212,20 +225,11 @@ fn pack_without_ffmpeg_says_what_is_missing() {
 #[test]
 fn pack_then_inspect_verify_preview_as_a_user_would() {
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("corpus");
+    let corpus = common::synth_corpus(
+        dir.path(),
+        &["--count", "4", "--max-seconds", "3", "--containers", "mp4,avi"],
+    );
     let ds = dir.path().join("ds");
-    let o = gdt(&[
-        "synth",
-        "-o",
-        corpus.to_str().unwrap(),
-        "--count",
-        "4",
-        "--max-seconds",
-        "3",
-        "--containers",
-        "mp4,avi",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
     std::fs::write(corpus.join("broken.mp4"), b"not a video").unwrap();
     // A folder input: the synthetic files plus the broken one.
     let o = gdt(&[
@@ -308,18 +312,7 @@ fn pack_then_inspect_verify_preview_as_a_user_would() {
 /// A synthetic corpus of two videos of up to 2.5 s in `dir/corpus`; returns its manifest.
 #[cfg(feature = "ffmpeg")]
 fn two_short_videos(dir: &Path) -> std::path::PathBuf {
-    let corpus = dir.join("corpus");
-    let o = gdt(&[
-        "synth",
-        "-o",
-        corpus.to_str().unwrap(),
-        "--count",
-        "2",
-        "--max-seconds",
-        "2.5",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    corpus.join("manifest.csv")
+    common::synth_corpus(dir, &["--count", "2", "--max-seconds", "2.5"]).join("manifest.csv")
 }
 
 #[cfg(feature = "ffmpeg")]

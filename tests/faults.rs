@@ -48,22 +48,19 @@ fn pack_cmd(corpus: &Path, out: &Path) -> Command {
 }
 
 fn corpus(dir: &Path) -> std::path::PathBuf {
-    let corpus = dir.join("corpus");
-    let o = gdt(&[
-        "synth",
-        "-o",
-        corpus.to_str().unwrap(),
-        "--count",
-        "8",
-        "--max-seconds",
-        "3",
-        "--containers",
-        "mp4,avi",
-        "--seed",
-        "4",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    corpus
+    common::synth_corpus(
+        dir,
+        &[
+            "--count",
+            "8",
+            "--max-seconds",
+            "3",
+            "--containers",
+            "mp4,avi",
+            "--seed",
+            "4",
+        ],
+    )
 }
 
 /// A deterministic sequence of delays in [lo, hi) milliseconds.

@@ -93,21 +93,11 @@ fn synth_packed_then_bench_load_reports_throughput_and_references() {
 #[test]
 fn bench_load_measures_the_ffmpeg_baseline_when_sources_are_at_hand() {
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("corpus");
+    let corpus = common::synth_corpus(
+        dir.path(),
+        &["--count", "4", "--min-seconds", "2", "--max-seconds", "3"],
+    );
     let ds = dir.path().join("ds");
-    assert!(gdt(&[
-        "synth",
-        "-o",
-        corpus.to_str().unwrap(),
-        "--count",
-        "4",
-        "--min-seconds",
-        "2",
-        "--max-seconds",
-        "3"
-    ])
-    .status
-    .success());
     let o = gdt(&[
         "pack",
         corpus.join("manifest.csv").to_str().unwrap(),

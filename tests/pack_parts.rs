@@ -103,25 +103,23 @@ fn refused(parts: &[PathBuf], out: &Path, want: &str) {
 #[test]
 fn parts_packed_apart_merge_into_the_one_machine_pack() {
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("corpus");
-    let o = gdt(&[
-        "synth",
-        "-o",
-        corpus.to_str().unwrap(),
-        "--count",
-        "10",
-        "--max-seconds",
-        "3",
-        "--min-seconds",
-        "2",
-        "--resolutions",
-        "128x96",
-        "--containers",
-        "mp4",
-        "--seed",
-        "4",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    let corpus = common::synth_corpus(
+        dir.path(),
+        &[
+            "--count",
+            "10",
+            "--max-seconds",
+            "3",
+            "--min-seconds",
+            "2",
+            "--resolutions",
+            "128x96",
+            "--containers",
+            "mp4",
+            "--seed",
+            "4",
+        ],
+    );
     let manifest = corpus.join("manifest.csv");
     let single = dir.path().join("single");
     let o = gdt(&[

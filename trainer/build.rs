@@ -1,12 +1,15 @@
-// Links libtorch (rpath, libtorch_cuda kept) and compiles the c10d shim
-// (src/dist/c10d.cpp) against the same libtorch's headers.
+// Links libtorch (rpath, libtorch_cuda kept) and compiles gdt's C++ against the same
+// libtorch's headers: the c10d shim (src/dist/c10d.cpp) and the device shim (streams, events,
+// page-locked memory, autocast: src/device/ffi.cpp).
 include!("link_libtorch.rs");
 
 fn main() {
     let Some(lib) = link_libtorch() else {
         panic!("torch-sys did not name libtorch's directory (DEP_TCH_LIBTORCH_LIB)");
     };
-    println!("cargo:rerun-if-changed=src/dist/c10d.cpp");
+    for file in ["src/dist/c10d.cpp", "src/device/ffi.cpp", "src/guarded.h"] {
+        println!("cargo:rerun-if-changed={file}");
+    }
     let lib = std::path::PathBuf::from(lib);
     let root = lib.parent().expect("libtorch's lib has a parent").to_path_buf();
     // Gloo's headers come from the system (Debian's libgloo-dev); its code is in libtorch_cpu.
@@ -39,7 +42,10 @@ fn main() {
             .flag("-DUSE_CUDA")
             .flag("-DGDT_NCCL");
     }
-    build.file("src/dist/c10d.cpp").compile("gdt_c10d");
+    build
+        .file("src/dist/c10d.cpp")
+        .file("src/device/ffi.cpp")
+        .compile("gdt_shim");
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");

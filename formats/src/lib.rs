@@ -19,9 +19,9 @@
 //!     source_channels: None, window_start_s: 0.0, window_index: 0, audio: AudioOrigin::Silence,
 //! };
 //! let frames = vec![7u8; 10 * 3 * 8 * 8];
-//! let spec = vec![0.5f32; 4 * 20];
+//! let mel = vec![0.5f32; 4 * 20];
 //! let mut w = ShardWriter::create(&dir.path().join("s.gdt"), &params)?;
-//! w.append(&EncodedRecord::encode(&meta, &frames, 8, 8, &spec, 20, &params)?)?;
+//! w.append(&EncodedRecord::encode(&meta, &frames, 8, 8, &mel, 20, &params)?)?;
 //! w.finish()?;
 //! let shard = Shard::open(&dir.path().join("s.gdt"))?;
 //! let mut out = Vec::new();

@@ -41,6 +41,24 @@ impl FrameCodec {
     pub const MAX_ZSTD_ACCEL: u32 = 65_536;
     /// The JPEG quality used when none is given.
     pub const DEFAULT_JPEG_QUALITY: u8 = 90;
+
+    /// Planar RGB + zstd at `level`, with or without the delta filter, and `accel` when
+    /// given. Unset, the acceleration is [`FrameCodec::DEFAULT_ZSTD_ACCEL`] for the default
+    /// level with the delta filter, and 0 (the level's own search) otherwise: raw frames
+    /// hold spatial repeats the full search finds while their differences mostly do not,
+    /// and a level asked for by name gets its own search unless acceleration is asked for too.
+    pub fn raw_zstd(level: i32, delta: bool, accel: Option<u32>) -> FrameCodec {
+        let default_accel = if delta && level == FrameCodec::DEFAULT_ZSTD_LEVEL {
+            FrameCodec::DEFAULT_ZSTD_ACCEL
+        } else {
+            0
+        };
+        FrameCodec::RawZstd {
+            level,
+            delta,
+            accel: accel.unwrap_or(default_accel),
+        }
+    }
 }
 
 impl Default for FrameCodec {
@@ -262,6 +280,18 @@ impl PackParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acceleration_defaults_to_the_default_level_with_delta_only() {
+        let raw = |level, delta, accel| FrameCodec::RawZstd { level, delta, accel };
+        assert_eq!(FrameCodec::raw_zstd(1, true, None), FrameCodec::default());
+        assert_eq!(FrameCodec::raw_zstd(1, true, None), raw(1, true, 1024));
+        assert_eq!(FrameCodec::raw_zstd(3, true, None), raw(3, true, 0));
+        assert_eq!(FrameCodec::raw_zstd(1, false, None), raw(1, false, 0));
+        assert_eq!(FrameCodec::raw_zstd(-1, true, None), raw(-1, true, 0));
+        assert_eq!(FrameCodec::raw_zstd(3, true, Some(64)), raw(3, true, 64));
+        assert_eq!(FrameCodec::raw_zstd(1, true, Some(0)), raw(1, true, 0));
+    }
 
     #[test]
     fn parameters_without_pcm_are_the_unrounded_path_of_earlier_packs() {

@@ -30,11 +30,11 @@ fn records_round_trip_bit_exact_for_any_frame_range() {
         let mut dec = ChunkDecoder::new().unwrap();
         let mut out = Vec::new();
         for i in 0..3 {
-            let (frames, w, h, spec, spec_frames) = record(i);
+            let (frames, w, h, mel, mel_frames) = record(i);
             let r = shard.record(i).unwrap();
             assert_eq!(
-                (r.entry().width, r.entry().height, r.entry().spec_frames),
-                (w, h, spec_frames)
+                (r.entry().width, r.entry().height, r.entry().mel_frames),
+                (w, h, mel_frames)
             );
             assert_eq!(r.meta().unwrap(), meta(i));
             let fb = r.frame_bytes();
@@ -50,7 +50,7 @@ fn records_round_trip_bit_exact_for_any_frame_range() {
             }
             assert!(r.read_frames(&mut dec, n - 1, 2, &mut out).is_err());
             // f16 represents these quarter steps exactly.
-            assert_eq!(r.spectrogram().unwrap(), spec);
+            assert_eq!(r.spectrogram().unwrap(), mel);
         }
     }
 }
@@ -141,8 +141,8 @@ fn a_shard_appears_only_when_finished() {
     let path = dir.path().join("s.gdt");
     let p = params();
     let mut w = ShardWriter::create(&path, &p).unwrap();
-    let (frames, width, height, spec, spec_frames) = record(0);
-    w.append(&EncodedRecord::encode(&meta(0), &frames, width, height, &spec, spec_frames, &p).unwrap())
+    let (frames, width, height, mel, mel_frames) = record(0);
+    w.append(&EncodedRecord::encode(&meta(0), &frames, width, height, &mel, mel_frames, &p).unwrap())
         .unwrap();
     assert!(!path.exists(), "an unfinished shard must not have its final name");
     drop(w);

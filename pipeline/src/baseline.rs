@@ -144,7 +144,7 @@ pub fn views_from_source(
     let samples = w.audio.unwrap_or_else(|| {
         vec![0.0; (w.frame_count as f64 / params.fps as f64 * params.sample_rate as f64) as usize]
     });
-    let (spec, total) = mels.compute(&samples);
+    let (mel, total) = mels.compute(&samples);
     let shape = FrameShape {
         width: w.width,
         height: w.height,
@@ -174,7 +174,7 @@ pub fn views_from_source(
             out.0.resize(vpv, 0);
             crop_resize(frames, shape, video.crop, &vd, reversed, &mut scratch, out.0);
             out.1.resize(apv, 0.0);
-            audio.apply(&spec, total, mels.mels(), a0, audio_frames, reversed, &ad, out.1);
+            audio.apply(&mel, total, mels.mels(), a0, audio_frames, reversed, &ad, out.1);
             made += 1;
         }
     }

@@ -8,7 +8,9 @@
 //! - [`load`]: records sampled into GDT views, augmented and batched on worker threads.
 //! - [`synth`]: the synthetic audio-visual corpus (scenes, plans; container files with the
 //!   `ffmpeg` feature, or straight into packed form).
-//! - `baseline` (feature `ffmpeg`): the on-the-fly decoder `gdt bench load` compares with.
+//! - [`bench`]: `gdt bench load`, the loader measured in steady state, cold or warm, with
+//!   the machine it ran on; `baseline` (feature `ffmpeg`): the on-the-fly decoder it
+//!   compares with.
 //! - [`figure`]: figures for people: a record's preview, and the font figures are labelled with.
 //!
 //! See ARCHITECTURE.md for the data flow.
@@ -16,7 +18,7 @@
 //! ```
 //! use gdt_pipeline::synth::{plan, CorpusConfig, Scene};
 //! let videos = plan(&CorpusConfig { count: 2, seed: 1, ..CorpusConfig::default() });
-//! let scene = Scene::new(&videos[0].spec);
+//! let scene = Scene::new(&videos[0].scenario);
 //! assert!(!scene.frame_times().is_empty());
 //! ```
 
@@ -24,6 +26,7 @@
 
 #[cfg(feature = "ffmpeg")]
 pub mod baseline;
+pub mod bench;
 pub mod figure;
 pub mod load;
 pub mod pack;

@@ -7,30 +7,31 @@
 //! as in every player.)
 #![cfg(feature = "ffmpeg")]
 
+mod common;
+
 use gdt_formats::params::PackParams;
 use gdt_pipeline::source::decode::downmix_weights;
 use gdt_pipeline::source::resample::resample_mono;
 use gdt_pipeline::source::window::{decode_windows, WindowOptions};
 use gdt_pipeline::synth::encode::{write_video_with, EncodeOptions};
-use gdt_pipeline::synth::{Container, Scene, VideoSpec};
+use gdt_pipeline::synth::{Container, Scenario, Scene};
 
 /// How far the window's audio runs ahead of the soundtrack that was encoded, in output
 /// samples (positive: the window plays a sound before its frame shows it).
 fn audio_lead(container: Container, mp3: bool, sample_rate: u32, channels: u16) -> i64 {
-    let spec = VideoSpec {
-        seed: 40 + sample_rate as u64 + channels as u64,
+    let scenario = Scenario {
         width: 160,
         height: 120,
-        fps: 30,
-        variable_frame_rate: false,
-        duration_s: 3.0,
-        sample_rate,
-        channels,
-        label: 0,
-        classes: 2,
-        object_scale: 1.0,
+        ..common::scenario(
+            40 + sample_rate as u64 + channels as u64,
+            30,
+            false,
+            3.0,
+            sample_rate,
+            channels,
+        )
     };
-    let scene = Scene::new(&spec);
+    let scene = Scene::new(&scenario);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("v.{}", container.extension()));
     let options = EncodeOptions {

@@ -1,17 +1,11 @@
 //! `ClipReader`: clips at chosen positions for evaluation, read through the loader's code.
 
+mod common;
+
 use gdt_pipeline::load::clips::ClipReader;
-use gdt_pipeline::synth::packed::SmallDataset;
 
 fn dataset(dir: &std::path::Path) {
-    SmallDataset {
-        count: 5,
-        seed: 2,
-        ..SmallDataset::default()
-    }
-    .small_frames()
-    .write(dir)
-    .unwrap();
+    common::small_dataset(dir, 5, 2);
 }
 
 #[test]

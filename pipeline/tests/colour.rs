@@ -3,12 +3,14 @@
 //! formula applied to the planes an independent decode of the same file gives.
 #![cfg(feature = "ffmpeg")]
 
+mod common;
+
 use ff::color::{Range, Space};
 use ffmpeg_next as ff;
 use gdt_formats::params::PackParams;
 use gdt_pipeline::source::window::{decode_windows, WindowOptions};
 use gdt_pipeline::synth::encode::{write_video_with, EncodeOptions};
-use gdt_pipeline::synth::{Container, Scene, VideoSpec};
+use gdt_pipeline::synth::{Container, Scenario, Scene};
 
 const BT601: (f64, f64) = (0.299, 0.114);
 const BT709: (f64, f64) = (0.2126, 0.0722);
@@ -158,18 +160,11 @@ fn each_matrix_and_range_is_converted_as_tagged() {
     ];
     let dir = tempfile::tempdir().unwrap();
     for (name, width, height, colour, k, full) in cases {
-        let spec = VideoSpec {
-            seed: 7,
+        let scenario = Scenario {
             width,
             height,
-            fps: 30,
-            variable_frame_rate: false,
-            duration_s: 0.2,
-            sample_rate: 16_000,
-            channels: 1,
-            label: 0,
             classes: 4,
-            object_scale: 1.0,
+            ..common::scenario(7, 30, false, 0.2, 16_000, 1)
         };
         let path = dir
             .path()
@@ -179,7 +174,7 @@ fn each_matrix_and_range_is_converted_as_tagged() {
             colour,
             ..EncodeOptions::default()
         };
-        write_video_with(&path, Container::Mp4, &Scene::new(&spec), &options).unwrap();
+        write_video_with(&path, Container::Mp4, &Scene::new(&scenario), &options).unwrap();
         // Stored at the source's own size: no scaling, only the conversion.
         let params = PackParams {
             short_side: height,

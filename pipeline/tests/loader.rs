@@ -9,7 +9,7 @@ use gdt_formats::params::PackParams;
 use gdt_pipeline::load::augment::{crop_resize, AudioAugment, ResizeScratch, VideoAugment};
 use gdt_pipeline::load::batch::Batch;
 use gdt_pipeline::load::loader::{LoadError, Loader, LoaderBuilder};
-use gdt_pipeline::synth::packed::{packed_spec, write_packed, SmallDataset};
+use gdt_pipeline::synth::packed::{packed_scenario, write_packed, SmallDataset};
 use gdt_pipeline::synth::{plan, CorpusConfig, Scene, FLASH_THRESHOLD};
 
 fn params() -> PackParams {
@@ -310,7 +310,7 @@ fn assert_views_are_their_draws(l: &Loader, b: &Batch) {
         (b.video().len(), b.audio().len()),
         (b.views().len() * vpv, b.views().len() * apv)
     );
-    let (mut dec, mut frames, mut spec) = (ChunkDecoder::new().unwrap(), vec![], vec![]);
+    let (mut dec, mut frames, mut mel) = (ChunkDecoder::new().unwrap(), vec![], vec![]);
     let mut scratch = ResizeScratch::default();
     let (mut video, mut audio) = (vec![0u8; vpv], vec![0f32; apv]);
     let (ds, aug) = (l.dataset(), AudioAugment::default());
@@ -329,11 +329,11 @@ fn assert_views_are_their_draws(l: &Loader, b: &Batch) {
             &mut video,
         );
         assert!(b.video()[i * vpv..(i + 1) * vpv] == video[..], "view {i}: video");
-        rec.spectrogram_into(&mut dec, &mut spec).unwrap();
+        rec.spectrogram_into(&mut dec, &mut mel).unwrap();
         let e = rec.entry();
         aug.apply(
-            &spec,
-            e.spec_frames as usize,
+            &mel,
+            e.mel_frames as usize,
             e.mels as usize,
             v.audio_start as usize,
             s.audio_frames,
@@ -376,7 +376,10 @@ fn every_view_keeps_picture_and_sound_aligned_with_the_generators_impacts() {
         let s = b.shape;
         let plane = s.crop * s.crop;
         for (v, meta) in b.views().iter().enumerate() {
-            let scene = Scene::new(&packed_spec(&videos[meta.record as usize].spec, &params()));
+            let scene = Scene::new(&packed_scenario(
+                &videos[meta.record as usize].scenario,
+                &params(),
+            ));
             let impacts: Vec<usize> = scene.impacts().iter().map(|i| i.frame).collect();
             let video = &b.video()[v * s.video_per_view()..(v + 1) * s.video_per_view()];
             let audio = &b.audio()[v * s.audio_per_view()..(v + 1) * s.audio_per_view()];

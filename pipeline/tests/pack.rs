@@ -2,6 +2,8 @@
 //! why, determinism across job counts, and resuming after an interruption.
 #![cfg(feature = "ffmpeg")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -17,7 +19,7 @@ use gdt_pipeline::pack::{
 use gdt_pipeline::source::spectrogram::MelSpectrogram;
 use gdt_pipeline::source::window::{decode_windows, WindowOptions};
 use gdt_pipeline::synth::encode::{write_video, write_video_with, EncodeOptions};
-use gdt_pipeline::synth::{manifest_csv, plan, Container, CorpusConfig, Scene, VideoSpec};
+use gdt_pipeline::synth::{manifest_csv, plan, Container, CorpusConfig, Scenario, Scene};
 
 fn params() -> PackParams {
     // Small and quick, same code paths.
@@ -30,20 +32,8 @@ fn params() -> PackParams {
     }
 }
 
-fn spec(seed: u64, duration_s: f64) -> VideoSpec {
-    VideoSpec {
-        seed,
-        width: 320,
-        height: 240,
-        fps: 25,
-        variable_frame_rate: false,
-        duration_s,
-        sample_rate: 48_000,
-        channels: 2,
-        label: 0,
-        classes: 2,
-        object_scale: 1.0,
-    }
+fn scenario(seed: u64, duration_s: f64) -> Scenario {
+    common::scenario(seed, 25, false, duration_s, 48_000, 2)
 }
 
 /// Six good videos plus one of each kind of bad input, listed in a manifest.
@@ -59,7 +49,7 @@ fn corpus(dir: &Path) -> PathBuf {
         ..CorpusConfig::default()
     });
     for v in &videos {
-        write_video(&dir.join(&v.file_name), v.container, &Scene::new(&v.spec)).unwrap();
+        write_video(&dir.join(&v.file_name), v.container, &Scene::new(&v.scenario)).unwrap();
     }
     let mut csv = manifest_csv(&videos);
     std::fs::write(dir.join("empty.mp4"), b"").unwrap();
@@ -74,18 +64,23 @@ fn corpus(dir: &Path) -> PathBuf {
     write_video_with(
         &dir.join("noaudio.mp4"),
         Container::Mp4,
-        &Scene::new(&spec(1, 2.0)),
+        &Scene::new(&scenario(1, 2.0)),
         &opts(true, None),
     )
     .unwrap();
     write_video_with(
         &dir.join("shortaudio.mkv"),
         Container::Mkv,
-        &Scene::new(&spec(2, 3.0)),
+        &Scene::new(&scenario(2, 3.0)),
         &opts(false, Some(1.5)),
     )
     .unwrap();
-    write_video(&dir.join("tiny.mp4"), Container::Mp4, &Scene::new(&spec(3, 0.6))).unwrap();
+    write_video(
+        &dir.join("tiny.mp4"),
+        Container::Mp4,
+        &Scene::new(&scenario(3, 0.6)),
+    )
+    .unwrap();
     for (f, label) in [
         ("empty.mp4", "red-circle"),
         ("text.mp4", "red-circle"),
@@ -171,7 +166,11 @@ fn packs_good_inputs_exactly_and_skips_bad_ones_with_reasons() {
     // Audio shorter than video: the window ends with the audio (1.5 s = 45 frames).
     let short = by_input("shortaudio.mkv");
     assert_eq!(short.status, Status::Packed);
-    assert!((44..=46).contains(&short.frames), "{} frames", short.frames);
+    assert!(
+        (44..=46).contains(&short.counts.frames),
+        "{} frames",
+        short.counts.frames
+    );
 
     let m = DatasetManifest::load(&ds).unwrap();
     assert_eq!(m.totals.inputs, inputs.len());
@@ -201,12 +200,12 @@ fn packs_good_inputs_exactly_and_skips_bad_ones_with_reasons() {
             assert_eq!(rec.entry().frames as usize, w.frame_count);
             rec.read_frames(&mut dec, 0, w.frame_count, &mut frames).unwrap();
             assert!(frames == w.frames, "{}: frames differ", meta.source);
-            let (spec, n) = mels.compute(w.audio.as_ref().unwrap());
-            assert_eq!(rec.entry().spec_frames as usize, n);
+            let (mel, n) = mels.compute(w.audio.as_ref().unwrap());
+            assert_eq!(rec.entry().mel_frames as usize, n);
             let stored = rec.spectrogram().unwrap();
             assert!(stored
                 .iter()
-                .zip(&spec)
+                .zip(&mel)
                 .all(|(a, b)| (a - b).abs() <= b.abs() / 512.0 + 1e-3));
             assert_eq!(
                 meta.label_index.map(|i| m.labels[i as usize].as_str()),
@@ -393,7 +392,7 @@ fn silence_policy_packs_videos_without_audio_and_unknown_directories_are_left_al
     write_video_with(
         &path,
         Container::Mp4,
-        &Scene::new(&spec(9, 2.0)),
+        &Scene::new(&scenario(9, 2.0)),
         &EncodeOptions {
             no_audio: true,
             ..EncodeOptions::default()

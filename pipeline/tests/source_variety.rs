@@ -3,6 +3,8 @@
 //! line up: each flash frame has its impact onset in the spectrogram where the format says.
 #![cfg(feature = "ffmpeg")]
 
+mod common;
+
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -11,23 +13,9 @@ use gdt_formats::field::frames::ChunkDecoder;
 use gdt_formats::params::PackParams;
 use gdt_pipeline::pack::{list_inputs, pack, PackConfig, Quiet, Status};
 use gdt_pipeline::synth::encode::{write_video_with, EncodeOptions};
-use gdt_pipeline::synth::{Container, Scene, VideoSpec, FLASH_THRESHOLD};
+use gdt_pipeline::synth::{Container, Scenario, Scene, FLASH_THRESHOLD};
 
-fn spec(seed: u64, fps: u32, vfr: bool, sample_rate: u32, channels: u16) -> VideoSpec {
-    VideoSpec {
-        seed,
-        width: 320,
-        height: 240,
-        fps,
-        variable_frame_rate: vfr,
-        duration_s: 4.0,
-        sample_rate,
-        channels,
-        label: 0,
-        classes: 2,
-        object_scale: 1.0,
-    }
-}
+use common::scenario;
 
 fn params() -> PackParams {
     PackParams {
@@ -43,7 +31,7 @@ fn flashes_and_onsets(
     frames: &[u8],
     n: usize,
     plane: usize,
-    spec: &[f32],
+    mel: &[f32],
     mels: usize,
     t: usize,
 ) -> (Vec<usize>, Vec<usize>) {
@@ -60,7 +48,7 @@ fn flashes_and_onsets(
     // Total energy per spectrogram frame (log-sum over mels), onset = jump over the frames
     // just before.
     let energy: Vec<f32> = (0..t)
-        .map(|j| (0..mels).map(|m| spec[m * t + j].exp()).sum::<f32>().ln())
+        .map(|j| (0..mels).map(|m| mel[m * t + j].exp()).sum::<f32>().ln())
         .collect();
     let mut onsets = Vec::new();
     for j in 3..t {
@@ -75,29 +63,49 @@ fn flashes_and_onsets(
 #[test]
 fn every_kind_of_source_packs_in_sync() {
     let src = tempfile::tempdir().unwrap();
-    let cases: Vec<(&str, Container, VideoSpec, bool)> = vec![
-        ("hevc.mp4", Container::Mp4, spec(1, 30, false, 48_000, 2), true),
-        ("vp9.webm", Container::Webm, spec(2, 25, false, 48_000, 2), false),
-        ("pcm.mov", Container::Mov, spec(3, 24, false, 44_100, 2), false),
+    let cases: Vec<(&str, Container, Scenario, bool)> = vec![
+        (
+            "hevc.mp4",
+            Container::Mp4,
+            scenario(1, 30, false, 4.0, 48_000, 2),
+            true,
+        ),
+        (
+            "vp9.webm",
+            Container::Webm,
+            scenario(2, 25, false, 4.0, 48_000, 2),
+            false,
+        ),
+        (
+            "pcm.mov",
+            Container::Mov,
+            scenario(3, 24, false, 4.0, 44_100, 2),
+            false,
+        ),
         (
             "surround.mkv",
             Container::Mkv,
-            spec(4, 30, false, 48_000, 6),
+            scenario(4, 30, false, 4.0, 48_000, 6),
             false,
         ),
         (
             "odd-rate.mp4",
             Container::Mp4,
-            spec(5, 25, false, 22_050, 1),
+            scenario(5, 25, false, 4.0, 22_050, 1),
             false,
         ),
         (
             "low-rate.avi",
             Container::Avi,
-            spec(6, 24, false, 8_000, 1),
+            scenario(6, 24, false, 4.0, 8_000, 1),
             false,
         ),
-        ("vfr.mkv", Container::Mkv, spec(7, 30, true, 44_100, 2), false),
+        (
+            "vfr.mkv",
+            Container::Mkv,
+            scenario(7, 30, true, 4.0, 44_100, 2),
+            false,
+        ),
     ];
     let mut csv = String::new();
     for (name, container, s, hevc) in &cases {
@@ -138,14 +146,14 @@ fn every_kind_of_source_packs_in_sync() {
         rec.read_frames(&mut dec, 0, e.frames as usize, &mut frames)
             .unwrap();
         assert_eq!(e.frames, 120, "{name}: 4 s at 30 fps");
-        let spec = rec.spectrogram().unwrap();
+        let mel = rec.spectrogram().unwrap();
         let (flashes, onsets) = flashes_and_onsets(
             &frames,
             e.frames as usize,
             (e.width * e.height) as usize,
-            &spec,
+            &mel,
             e.mels as usize,
-            e.spec_frames as usize,
+            e.mel_frames as usize,
         );
         let isolated: Vec<usize> = flashes
             .iter()
@@ -174,7 +182,7 @@ fn a_file_over_the_time_limit_is_cut_off_and_reported() {
     write_video_with(
         &src.path().join("slow.mp4"),
         Container::Mp4,
-        &Scene::new(&spec(8, 30, false, 48_000, 2)),
+        &Scene::new(&scenario(8, 30, false, 4.0, 48_000, 2)),
         &EncodeOptions::default(),
     )
     .unwrap();

@@ -118,12 +118,12 @@ fn pure_tone_matches_the_direct_computation_and_peaks_at_its_frequency() {
         .map(|i| 0.5 * (std::f32::consts::TAU * f0 * i as f32 / 24_000.0).sin())
         .collect();
     for mels in [40u32, 257] {
-        let (spec, frames) = compare(&samples, mels, &[0, 50, 98]);
+        let (mel, frames) = compare(&samples, mels, &[0, 50, 98]);
         assert_eq!(frames, 99);
         // The loudest row is the filter whose centre is nearest 1 kHz.
         let t = 50;
         let peak = (0..mels as usize)
-            .max_by(|&a, &b| spec[a * frames + t].total_cmp(&spec[b * frames + t]))
+            .max_by(|&a, &b| mel[a * frames + t].total_cmp(&mel[b * frames + t]))
             .unwrap();
         let mel = |hz: f64| 2595.0 * (1.0 + hz / 700.0).log10();
         let centre_mel = mel(12000.0) * (peak + 1) as f64 / (mels + 1) as f64;
@@ -148,14 +148,14 @@ fn white_noise_matches_and_sits_at_the_expected_level() {
             ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
         })
         .collect();
-    let (spec, frames) = compare(&samples, 40, &[0, 10, 48]);
+    let (mel, frames) = compare(&samples, 40, &[0, 10, 48]);
     assert_eq!(frames, 49);
     // Expected power per bin: E|X_k|^2 / nfft = window * variance * (1 + 0.97^2 - 2*0.97*cos w) / nfft
     // at int16 scale. Averaged over frames, a mid-band filter's log energy sits near
     // ln(sum of weights * mean bin power); allow 1.0 in log units for the spread of noise.
     let var = 32768f64.powi(2) / 12.0;
     let m = 20usize;
-    let mean: f64 = (0..frames).map(|t| spec[m * frames + t] as f64).sum::<f64>() / frames as f64;
+    let mean: f64 = (0..frames).map(|t| mel[m * frames + t] as f64).sum::<f64>() / frames as f64;
     let p = PackParams {
         mels: 40,
         ..PackParams::default()
@@ -184,9 +184,9 @@ fn with_257_filters_38_rows_are_empty_as_in_the_reference() {
     let samples: Vec<f32> = (0..4800)
         .map(|i| ((i * 7919) % 200) as f32 / 200.0 - 0.5)
         .collect();
-    let (spec, frames) = ms.compute(&samples);
+    let (mel, frames) = ms.compute(&samples);
     let empty_rows = (0..257)
-        .filter(|&m| (0..frames).all(|t| spec[m * frames + t] == LOG_EPS))
+        .filter(|&m| (0..frames).all(|t| mel[m * frames + t] == LOG_EPS))
         .count();
     assert_eq!(empty_rows, 38);
 }
@@ -203,10 +203,10 @@ fn near_silence_sits_at_the_reference_floor_only_when_rounded_to_int16() {
             pcm,
             ..PackParams::default()
         };
-        let (spec, _) = MelSpectrogram::new(&p).compute(&quiet);
-        let at_floor = spec.iter().filter(|&&v| v == LOG_EPS).count();
+        let (mel, _) = MelSpectrogram::new(&p).compute(&quiet);
+        let at_floor = mel.iter().filter(|&&v| v == LOG_EPS).count();
         match pcm {
-            Pcm::Int16 => assert_eq!(at_floor, spec.len(), "every value at ln(eps)"),
+            Pcm::Int16 => assert_eq!(at_floor, mel.len(), "every value at ln(eps)"),
             Pcm::Float => assert_eq!(at_floor, 0, "unrounded: nothing at ln(eps)"),
         }
     }

@@ -2,25 +2,18 @@
 //! plan asked for, keep picture and sound in sync, and are byte-identical for a seed.
 #![cfg(feature = "ffmpeg")]
 
+mod common;
+
 use std::path::Path;
 
 use gdt_pipeline::source::decode::{decode_audio_mono, for_each_video_frame, probe};
 use gdt_pipeline::synth::encode::write_video;
-use gdt_pipeline::synth::{Container, Scene, VideoSpec, FLASH_THRESHOLD};
+use gdt_pipeline::synth::{Container, Scenario, Scene, FLASH_THRESHOLD};
 
-fn spec(seed: u64, fps: u32, vfr: bool, sample_rate: u32, channels: u16) -> VideoSpec {
-    VideoSpec {
-        seed,
-        width: 320,
-        height: 240,
-        fps,
-        variable_frame_rate: vfr,
-        duration_s: 3.0,
-        sample_rate,
-        channels,
-        label: 0,
+fn scenario(seed: u64, fps: u32, vfr: bool, sample_rate: u32, channels: u16) -> Scenario {
+    Scenario {
         classes: 3,
-        object_scale: 1.0,
+        ..common::scenario(seed, fps, vfr, 3.0, sample_rate, channels)
     }
 }
 
@@ -68,10 +61,10 @@ fn onset_times(path: &Path) -> Vec<f64> {
     onsets
 }
 
-fn check_file(container: Container, spec: &VideoSpec, codecs: (&str, &str)) {
+fn check_file(container: Container, scenario: &Scenario, codecs: (&str, &str)) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("v.{}", container.extension()));
-    let scene = Scene::new(spec);
+    let scene = Scene::new(scenario);
     write_video(&path, container, &scene).unwrap();
     assert!(!dir
         .path()
@@ -82,13 +75,19 @@ fn check_file(container: Container, spec: &VideoSpec, codecs: (&str, &str)) {
     let v = info.video.as_ref().expect("video stream");
     let a = info.audio.as_ref().expect("audio stream");
     assert_eq!((v.codec.as_str(), a.codec.as_str()), codecs, "{info:?}");
-    assert_eq!((v.width, v.height), (spec.width, spec.height));
-    assert_eq!((a.sample_rate, a.channels), (spec.sample_rate, spec.channels));
+    assert_eq!((v.width, v.height), (scenario.width, scenario.height));
+    assert_eq!(
+        (a.sample_rate, a.channels),
+        (scenario.sample_rate, scenario.channels)
+    );
     let duration = info.duration_s.expect("duration");
-    assert!((duration - spec.duration_s).abs() < 0.15, "duration {duration}");
-    if !spec.variable_frame_rate {
+    assert!(
+        (duration - scenario.duration_s).abs() < 0.15,
+        "duration {duration}"
+    );
+    if !scenario.variable_frame_rate {
         let fps = v.avg_fps.expect("frame rate");
-        assert!((fps - spec.fps as f64).abs() < 0.01, "fps {fps}");
+        assert!((fps - scenario.fps as f64).abs() < 0.01, "fps {fps}");
     }
 
     let (flashes, frames, start) = flash_times(&path);
@@ -107,7 +106,7 @@ fn check_file(container: Container, spec: &VideoSpec, codecs: (&str, &str)) {
     // Every isolated flash (no other flash in the 0.3 s before it, when an earlier sound
     // could still be ringing) has its sound onset within one frame period.
     let onsets = onset_times(&path);
-    let frame_period = 1.0 / spec.fps as f64;
+    let frame_period = 1.0 / scenario.fps as f64;
     let isolated: Vec<f64> = flashes
         .iter()
         .enumerate()
@@ -134,19 +133,23 @@ fn check_file(container: Container, spec: &VideoSpec, codecs: (&str, &str)) {
 
 #[test]
 fn mp4_h264_aac_stereo_48k_decodes_in_sync() {
-    check_file(Container::Mp4, &spec(1, 25, false, 48_000, 2), ("h264", "aac"));
+    check_file(
+        Container::Mp4,
+        &scenario(1, 25, false, 48_000, 2),
+        ("h264", "aac"),
+    );
 }
 
 #[test]
 fn mkv_h264_aac_variable_frame_rate_decodes_in_sync() {
-    check_file(Container::Mkv, &spec(2, 30, true, 44_100, 1), ("h264", "aac"));
+    check_file(Container::Mkv, &scenario(2, 30, true, 44_100, 1), ("h264", "aac"));
 }
 
 #[test]
 fn avi_mpeg4_pcm_mono_44k_decodes_in_sync() {
     check_file(
         Container::Avi,
-        &spec(3, 24, false, 44_100, 1),
+        &scenario(3, 24, false, 44_100, 1),
         ("mpeg4", "pcm_s16le"),
     );
 }
@@ -154,7 +157,7 @@ fn avi_mpeg4_pcm_mono_44k_decodes_in_sync() {
 #[test]
 fn same_seed_gives_identical_files() {
     let dir = tempfile::tempdir().unwrap();
-    let s = spec(4, 30, false, 44_100, 2);
+    let s = scenario(4, 30, false, 44_100, 2);
     let (a, b) = (dir.path().join("a.mp4"), dir.path().join("b.mp4"));
     write_video(&a, Container::Mp4, &Scene::new(&s)).unwrap();
     write_video(&b, Container::Mp4, &Scene::new(&s)).unwrap();
@@ -166,7 +169,12 @@ fn same_seed_gives_identical_files() {
         "same seed, different bytes"
     );
     let c = dir.path().join("c.mp4");
-    write_video(&c, Container::Mp4, &Scene::new(&spec(5, 30, false, 44_100, 2))).unwrap();
+    write_video(
+        &c,
+        Container::Mp4,
+        &Scene::new(&scenario(5, 30, false, 44_100, 2)),
+    )
+    .unwrap();
     assert!(bytes_a != std::fs::read(&c).unwrap(), "another seed, same bytes");
 }
 
@@ -174,7 +182,12 @@ fn same_seed_gives_identical_files() {
 fn avi_refuses_variable_frame_rate_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.avi");
-    let err = write_video(&path, Container::Avi, &Scene::new(&spec(6, 24, true, 44_100, 1))).unwrap_err();
+    let err = write_video(
+        &path,
+        Container::Avi,
+        &Scene::new(&scenario(6, 24, true, 44_100, 1)),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("variable frame rate"), "{err}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

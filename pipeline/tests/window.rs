@@ -2,25 +2,15 @@
 //! timestamp and resampled to 24 kHz, both still in sync.
 #![cfg(feature = "ffmpeg")]
 
+mod common;
+
 use gdt_formats::params::PackParams;
 use gdt_pipeline::source::window::{decode_windows, WindowOptions};
 use gdt_pipeline::synth::encode::write_video;
-use gdt_pipeline::synth::{Container, Scene, VideoSpec, FLASH_THRESHOLD};
+use gdt_pipeline::synth::{Container, Scenario, Scene, FLASH_THRESHOLD};
 
-fn spec(fps: u32, duration_s: f64, vfr: bool) -> VideoSpec {
-    VideoSpec {
-        seed: 21,
-        width: 320,
-        height: 240,
-        fps,
-        variable_frame_rate: vfr,
-        duration_s,
-        sample_rate: 44_100,
-        channels: 2,
-        label: 0,
-        classes: 2,
-        object_scale: 1.0,
-    }
+fn scenario(fps: u32, duration_s: f64, vfr: bool) -> Scenario {
+    common::scenario(21, fps, vfr, duration_s, 44_100, 2)
 }
 
 fn flashing(planar: &[u8], plane: usize) -> bool {
@@ -36,7 +26,7 @@ fn flashing(planar: &[u8], plane: usize) -> bool {
         >= 6
 }
 
-fn check(container: Container, s: VideoSpec) {
+fn check(container: Container, s: Scenario) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("v.{}", container.extension()));
     let scene = Scene::new(&s);
@@ -98,24 +88,24 @@ fn check(container: Container, s: VideoSpec) {
 
 #[test]
 fn mp4_at_25_fps_is_resampled_to_30_in_sync() {
-    check(Container::Mp4, spec(25, 4.0, false));
+    check(Container::Mp4, scenario(25, 4.0, false));
 }
 
 #[test]
 fn mkv_with_variable_frame_rate_is_resampled_in_sync() {
-    check(Container::Mkv, spec(30, 3.0, true));
+    check(Container::Mkv, scenario(30, 3.0, true));
 }
 
 #[test]
 fn avi_at_24_fps_longer_than_the_window_is_cut_at_ten_seconds() {
-    check(Container::Avi, spec(24, 11.0, false));
+    check(Container::Avi, scenario(24, 11.0, false));
 }
 
 #[test]
 fn several_windows_cover_a_long_video_back_to_back() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.mp4");
-    write_video(&path, Container::Mp4, &Scene::new(&spec(30, 5.0, false))).unwrap();
+    write_video(&path, Container::Mp4, &Scene::new(&scenario(30, 5.0, false))).unwrap();
     let params = PackParams {
         max_seconds: 2.0,
         ..PackParams::default()
@@ -148,7 +138,7 @@ fn decoder_threads_change_nothing_in_the_output() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(format!("v.{}", container.extension()));
-        write_video(&path, container, &Scene::new(&spec(30, 3.0, vfr))).unwrap();
+        write_video(&path, container, &Scene::new(&scenario(30, 3.0, vfr))).unwrap();
         let decode = |threads| {
             let opts = WindowOptions {
                 decoder_threads: threads,

@@ -24,32 +24,29 @@ class Batch:
     def video_address(self) -> int: ...
     def audio_address(self) -> int: ...
     def meta(self) -> dict[str, npt.NDArray]: ...
+    def views(self) -> Views:
+        """The view metadata alone, without the buffers."""
+
+class Views:
+    def meta(self) -> dict[str, npt.NDArray]: ...
+    def __len__(self) -> int: ...
 
 class Loader:
     def __init__(
         self,
         path: str | PathLike,
+        settings: str,
         *,
-        batch_size: int,
-        threads: int | None,
         seed: int,
         epochs: int,
-        shifts: int,
-        reversal: bool,
         rank: int,
         world: int,
-        clip: int,
-        crop: int,
-        scale_min: float | None = None,
-        scale_max: float | None = None,
-        color_jitter: float | None = None,
-        prefetch: int = 4,
-        min_gap: int = 0,
-        strict: bool = False,
-        splits: list[str] | None = None,
         drop_last: bool = True,
         state: tuple[int, int] | None = None,
-    ) -> None: ...
+        host_memory: object | None = None,
+    ) -> None:
+        """`settings`: a LoaderSettings as JSON (see `loader_defaults`); `host_memory`: an
+        object with `allocate(nbytes) -> address` and `free(address)` for the batch buffers."""
     def next_batch(self) -> Batch | None: ...
     def state(self) -> tuple[int, int]: ...
     def batches_per_epoch(self) -> int: ...
@@ -68,8 +65,11 @@ class TransformSpec:
     @property
     def pairs(self) -> str: ...
     def check_layout(self, shifts: int, reversal: bool) -> None: ...
-    def masks(self, batch: Batch) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
-    def reference_loss(self, batch: Batch, embeddings: npt.NDArray[np.float64], temperature: float) -> float: ...
+    def masks(self, batch: Batch | Views) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+    def reference_loss(self, batch: Batch | Views, embeddings: npt.NDArray[np.float64], temperature: float) -> float: ...
+
+def loader_defaults() -> str:
+    """The loader's default settings as JSON (LoaderSettings::default())."""
 
 class Digest:
     def __init__(self) -> None: ...

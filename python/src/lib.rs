@@ -7,9 +7,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use gdt_pipeline::load::augment::VideoAugment;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
 use gdt_pipeline::load::batch::{Batch as RustBatch, ViewMeta};
+use gdt_pipeline::load::host::{HostMemory, ALIGN};
 use gdt_pipeline::load::loader::{LoadError, Loader as RustLoader, LoaderBuilder, LoaderState, Poll};
+use gdt_pipeline::load::settings::LoaderSettings;
 use gdt_pipeline::spec::{Pairs, SpecError as RustSpecError, TransformSpec as RustSpec};
 use numpy::ndarray::{Array2, Array3, ArrayView, Ix4, Ix6};
 use numpy::{IntoPyArray, PyArray, PyArray2, PyArray3, PyReadonlyArray2};
@@ -62,62 +66,43 @@ struct Loader {
 
 #[pymethods]
 impl Loader {
+    /// `settings`: the JSON of a `LoaderSettings` (see `loader_defaults`); unknown keys are
+    /// refused by name.
+    ///
+    /// `host_memory`: an object whose `allocate(nbytes) -> address` and `free(address)` give
+    /// the batch buffers (page-locked memory from torch, for copies to a GPU); every buffer
+    /// is allocated when the loader starts, so worker threads never call into Python.
     #[new]
-    #[pyo3(signature = (path, *, batch_size, threads, seed, epochs, shifts, reversal, rank, world,
-        clip, crop, scale_min=None, scale_max=None, color_jitter=None, prefetch=4, min_gap=0,
-        strict=false, splits=None, drop_last=true, state=None))]
+    #[pyo3(signature = (path, settings, *, seed, epochs, rank, world, drop_last=true, state=None, host_memory=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         path: PathBuf,
-        batch_size: usize,
-        threads: Option<usize>,
+        settings: &str,
         seed: u64,
         epochs: u64,
-        shifts: usize,
-        reversal: bool,
         rank: usize,
         world: usize,
-        clip: usize,
-        crop: u32,
-        scale_min: Option<f32>,
-        scale_max: Option<f32>,
-        color_jitter: Option<f32>,
-        prefetch: usize,
-        min_gap: usize,
-        strict: bool,
-        splits: Option<Vec<String>>,
         drop_last: bool,
         state: Option<(u64, usize)>,
+        host_memory: Option<Py<PyAny>>,
     ) -> PyResult<Loader> {
-        let mut video = VideoAugment::at_crop(crop);
-        if let Some(s) = scale_min {
-            video.scale_min = s;
-        }
-        if let Some(s) = scale_max {
-            video.scale_max = s;
-        }
-        video.color_jitter = color_jitter;
+        let settings: LoaderSettings = serde_json::from_str(settings)
+            .map_err(|e| PyValueError::new_err(format!("loader settings: {e}")))?;
         let mut builder = LoaderBuilder::new(&path)
-            .batch_size(batch_size)
-            .views(shifts, reversal)
-            .clip(clip)
-            .video_augment(video)
+            .settings(&settings)
             .seed(seed)
             .epochs(epochs)
             .rank(rank, world)
-            .prefetch(prefetch)
-            .min_gap(min_gap)
-            .strict(strict)
-            .drop_last(drop_last)
-            .splits(splits.unwrap_or_default());
-        if let Some(t) = threads {
-            builder = builder.threads(t);
-        }
+            .drop_last(drop_last);
         if let Some((epoch, batch)) = state {
             builder = builder.resume(LoaderState { epoch, batch });
         }
-        // Opening maps the shards and checks them; no Python object is touched meanwhile.
+        if let Some(obj) = host_memory {
+            builder = builder.host_memory(Arc::new(PyHostMemory { obj }));
+        }
+        // Opening maps the shards and checks them; only a host memory's allocator touches
+        // Python meanwhile (it takes the GIL back for each call).
         let loader = py.detach(|| builder.build()).map_err(load_error)?;
         Ok(Loader {
             inner: Some(loader),
@@ -177,6 +162,48 @@ impl Loader {
         if let Some(loader) = self.inner.take() {
             py.detach(move || drop(loader));
         }
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        // Garbage-collected without close(): the GIL is held here, and workers (or a host
+        // memory's free) may need it to finish, so join them with it released.
+        if let Some(loader) = self.inner.take() {
+            Python::attach(|py| py.detach(move || drop(loader)));
+        }
+    }
+}
+
+/// Batch buffers from a Python allocator (`allocate(nbytes) -> address`, `free(address)`):
+/// how `gdt.Loader(device="cuda")` puts them in page-locked memory from torch.
+struct PyHostMemory {
+    obj: Py<PyAny>,
+}
+
+impl HostMemory for PyHostMemory {
+    fn allocate(&self, bytes: usize) -> Option<NonNull<u8>> {
+        let address: usize = Python::attach(|py| {
+            self.obj
+                .call_method1(py, "allocate", (bytes,))
+                .and_then(|a| a.extract::<usize>(py))
+                .ok()
+        })?;
+        NonNull::new(address as *mut u8).filter(|p| (p.as_ptr() as usize).is_multiple_of(ALIGN))
+    }
+
+    unsafe fn free(&self, ptr: NonNull<u8>, _bytes: usize) {
+        Python::attach(|py| {
+            let _ = self.obj.call_method1(py, "free", (ptr.as_ptr() as usize,));
+        });
+    }
+
+    fn up_front(&self) -> bool {
+        true
+    }
+
+    fn name(&self) -> &str {
+        "Python-allocated"
     }
 }
 
@@ -252,13 +279,39 @@ impl Batch {
         self.inner.records
     }
 
+    /// Per-view metadata as `[records, views]` arrays (see `Views.meta`).
+    fn meta<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.views().meta(py)
+    }
+
+    /// The batch's view metadata alone, without its buffers: what the masks need, kept by a
+    /// batch copied to a GPU after its host buffers went back to the loader.
+    fn views(&self) -> Views {
+        let b = &self.inner;
+        Views {
+            records: b.records,
+            per_record: b.shape.views,
+            views: b.views().to_vec(),
+        }
+    }
+}
+
+/// Every view's metadata of one batch (a small copy: a few bytes a view).
+#[pyclass(module = "gdt._gdt", frozen)]
+struct Views {
+    records: usize,
+    per_record: usize,
+    views: Vec<ViewMeta>,
+}
+
+#[pymethods]
+impl Views {
     /// Per-view metadata as `[records, views]` arrays (crop_box `[records, views, 4]`):
     /// record, label (-1: none), shift, start_frame, audio_start, reversed, flip, scale,
-    /// crop_box, gain_log. Small copies: they are a few bytes per view.
+    /// crop_box, gain_log.
     fn meta<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let b = &self.inner;
-        let (r, v) = (b.records, b.shape.views);
-        let views = b.views();
+        let (r, v) = (self.records, self.per_record);
+        let views = &self.views;
         let d = PyDict::new(py);
         let shape = (r, v);
         put(&d, "record", per_view(views, shape, |m| m.record as i64))?;
@@ -286,6 +339,21 @@ impl Batch {
             Array3::from_shape_fn((r, v, 4), |(i, j, c)| views[i * v + j].video.crop_box[c]).into_pyarray(py);
         d.set_item("crop_box", boxes)?;
         Ok(d)
+    }
+
+    fn __len__(&self) -> usize {
+        self.views.len()
+    }
+}
+
+/// The view metadata of a `Batch` or a `Views`.
+fn views_of(obj: &Bound<'_, PyAny>) -> PyResult<Vec<ViewMeta>> {
+    if let Ok(b) = obj.cast::<Batch>() {
+        return Ok(b.get().inner.views().to_vec());
+    }
+    match obj.cast::<Views>() {
+        Ok(v) => Ok(v.get().views.clone()),
+        Err(_) => Err(PyValueError::new_err("expected a gdt batch or its views")),
     }
 }
 
@@ -353,10 +421,10 @@ impl TransformSpec {
         self.inner.check_layout(shifts, reversal).map_err(spec_error)
     }
 
-    /// The contrast mask c and the weight mask w of `batch` (`[2N, 2N]` float32 0/1, rows
-    /// the N views' video clips then their audio clips).
-    fn masks<'py>(&self, py: Python<'py>, batch: &Batch) -> PyResult<MaskPair<'py>> {
-        let m = self.inner.masks(batch.inner.views()).map_err(spec_error)?;
+    /// The contrast mask c and the weight mask w of `batch` (a `Batch` or its `Views`;
+    /// `[2N, 2N]` float32 0/1, rows the N views' video clips then their audio clips).
+    fn masks<'py>(&self, py: Python<'py>, batch: &Bound<'py, PyAny>) -> PyResult<MaskPair<'py>> {
+        let m = self.inner.masks(&views_of(batch)?).map_err(spec_error)?;
         let (c, w) = m.as_f32();
         let square = |v: Vec<f32>| Array2::from_shape_vec((m.n, m.n), v).expect("n x n");
         Ok((square(c).into_pyarray(py), square(w).into_pyarray(py)))
@@ -366,11 +434,11 @@ impl TransformSpec {
     /// PyTorch loss (`gdt.nce_loss`) and the trainer's libtorch loss are tested against.
     fn reference_loss(
         &self,
-        batch: &Batch,
+        batch: &Bound<'_, PyAny>,
         embeddings: PyReadonlyArray2<f64>,
         temperature: f64,
     ) -> PyResult<f64> {
-        let m = self.inner.masks(batch.inner.views()).map_err(spec_error)?;
+        let m = self.inner.masks(&views_of(batch)?).map_err(spec_error)?;
         let z = embeddings.as_array();
         if z.nrows() != m.n {
             return Err(PyValueError::new_err(format!(
@@ -417,10 +485,19 @@ impl Digest {
     }
 }
 
+/// The loader's default settings (`LoaderSettings::default()`, the reference setup) as
+/// JSON: `gdt.Loader`'s keyword defaults, the same as `gdt train`'s and `gdt bench load`'s.
+#[pyfunction]
+fn loader_defaults() -> String {
+    serde_json::to_string(&LoaderSettings::default()).expect("settings serialise")
+}
+
 #[pymodule]
 fn _gdt(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(loader_defaults, m)?)?;
     m.add_class::<Loader>()?;
     m.add_class::<Batch>()?;
+    m.add_class::<Views>()?;
     m.add_class::<TransformSpec>()?;
     m.add_class::<Digest>()?;
     m.add("GdtError", m.py().get_type::<GdtError>())?;

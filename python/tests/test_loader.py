@@ -1,6 +1,7 @@
 """gdt.Loader: shapes, the same bytes as the Rust loader, zero copy, buffer reuse, resume,
 rank slices, errors, the GIL, Ctrl-C and forks."""
 
+import inspect
 import json
 import os
 import pickle
@@ -38,6 +39,25 @@ def test_batches_have_the_documented_shapes_and_types(dataset):
     assert b.meta["shift"][0].tolist() == [0, 0, 1, 1]
     assert len(loader) == 4  # 16 records / 4
     loader.close()
+
+
+def test_keyword_defaults_are_the_native_loader_settings(dataset):
+    """gdt.Loader's defaults are the pipeline's LoaderSettings (read from the native module),
+    which `gdt train`'s [data] and `gdt bench load` also take: one place to change them."""
+    from gdt import _gdt
+
+    native = json.loads(_gdt.loader_defaults())
+    assert gdt.LOADER_DEFAULTS == native
+    params = inspect.signature(gdt.Loader).parameters
+    for key in ("batch_size", "threads", "clip", "crop"):
+        assert params[key].default == native[key], key
+    loader = gdt.Loader(dataset, **SMALL)
+    untouched = set(native) - set(SMALL) - {"shifts", "reversal"}
+    assert {k: loader.settings[k] for k in untouched} == {k: native[k] for k in untouched}
+    assert (loader.settings["shifts"], loader.settings["reversal"]) == (2, True)
+    loader.close()
+    with pytest.raises(TypeError, match="unknown settings"):
+        gdt.Loader(dataset, batchsize=3)
 
 
 def test_batches_are_the_rust_loaders_bytes(dataset, gdt_bin):
@@ -202,3 +222,111 @@ def test_a_forked_copy_refuses_with_what_to_do_and_pickling_is_refused(dataset):
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
     next(loader)  # the parent's loader is unaffected
+
+
+def test_cuda_without_a_gpu_is_a_clear_error_and_other_devices_are_refused(dataset):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the error is for machines without one")
+    with pytest.raises(ValueError, match="no CUDA device"):
+        gdt.Loader(dataset, device="cuda", **SMALL)
+    with pytest.raises(ValueError, match="only 'cpu' and 'cuda'"):
+        gdt.Loader(dataset, device="meta", **SMALL)
+
+
+class FakeStreams:
+    """_CudaStreams' methods on the CPU, so the device path's bookkeeping runs here: copies
+    are clones, and an event completes when the test says so (or is synchronized)."""
+
+    def __init__(self):
+        self.log = []
+
+    def new_stream(self):
+        return "side stream"
+
+    def on(self, stream):
+        import contextlib
+
+        self.log.append(("on", stream))
+        return contextlib.nullcontext()
+
+    def copy(self, tensor):
+        return tensor.clone()
+
+    def record(self, stream):
+        return {"done": False, "stream": stream}
+
+    def wait(self, event, tensors):
+        self.log.append(("wait", id(event), len(tensors)))
+
+    def done(self, event):
+        return event["done"]
+
+    def synchronize(self, event):
+        event["done"] = True
+        self.log.append(("synchronize", id(event)))
+
+
+def test_batches_go_to_the_device_ahead_and_host_buffers_wait_for_their_copy(dataset):
+    from gdt import _ToDevice
+
+    native = gdt._NativeLoader(os.fspath(dataset), json.dumps(dict(gdt.LOADER_DEFAULTS, **SMALL)),
+                               seed=0, epochs=2, rank=0, world=1)
+    streams = FakeStreams()
+    to_device = _ToDevice(streams, depth=2)
+    firsts = [native.next_batch() for _ in range(2)]
+    want = [(n.epoch, n.index, n.video().copy()) for n in firsts]
+    for n in firsts:
+        to_device.push(n)
+    assert to_device.full() and len(to_device.copying) == 2
+    assert all(entry == ("on", "side stream") for entry in streams.log[:2]), streams.log
+    # Handed out: the current stream waits for its copy; the host buffers are still held,
+    # since neither copy has finished.
+    batch = to_device.pop()
+    assert streams.log[-1][0] == "wait" and streams.log[-1][2] == 2
+    assert len(to_device.copying) == 2 and batch.native is None
+    assert (batch.epoch, batch.index) == want[0][:2]
+    assert torch.equal(batch.video, torch.from_numpy(want[0][2]))
+    # The masks need no host buffer.
+    spec = gdt.preset(gdt.DEFAULT_PRESET)
+    c, w = gdt.masks(batch, spec)
+    assert c.shape == (32, 32) and w.sum() > 0
+    # A copy that finished gives its buffers back at the next hand-out; closing waits for the rest.
+    to_device.copying[0][0]["done"] = True
+    to_device.pop()
+    assert len(to_device.copying) == 1
+    to_device.close()
+    assert streams.log[-1][0] == "synchronize" and not to_device.copying
+    native.close()
+
+
+def test_a_python_allocator_gives_every_buffer_up_front_and_takes_them_back(dataset):
+    import numpy as np
+
+    class Blocks:
+        def __init__(self):
+            self.live, self.freed = {}, 0
+
+        def allocate(self, nbytes):
+            block = np.zeros(nbytes + 64, np.uint8)
+            address = block.ctypes.data + (-block.ctypes.data) % 64
+            self.live[address] = block
+            return address
+
+        def free(self, address):
+            self.live.pop(address)
+            self.freed += 1
+
+    blocks = Blocks()
+    native = gdt._NativeLoader(os.fspath(dataset), json.dumps(dict(gdt.LOADER_DEFAULTS, **SMALL)),
+                               seed=0, epochs=2, rank=0, world=1, host_memory=blocks)
+    allocated = len(blocks.live)
+    assert allocated >= 4 and allocated % 2 == 0, "video and audio buffers, all at the start"
+    batch = native.next_batch()
+    inside = lambda address: any(a <= address < a + len(b) for a, b in blocks.live.items())
+    assert inside(batch.video_address()) and inside(batch.audio_address())
+    for _ in range(5):
+        native.next_batch()
+    assert len(blocks.live) == allocated, "steady state allocates nothing"
+    del batch
+    native.close()
+    assert blocks.freed == allocated and not blocks.live

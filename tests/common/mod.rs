@@ -31,6 +31,28 @@ pub fn packed_dataset(dir: &std::path::Path, count: usize, max_seconds: u32) -> 
     ds
 }
 
+/// `gdt synth` of `flags` into `dir/corpus` (video files and `manifest.csv`, FFmpeg
+/// needed); returns the corpus directory.
+#[allow(dead_code)] // not every test binary encodes
+pub fn synth_corpus(dir: &std::path::Path, flags: &[&str]) -> std::path::PathBuf {
+    let corpus = dir.join("corpus");
+    let o = gdt(&[&["synth", "-o", corpus.to_str().unwrap()][..], flags].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    corpus
+}
+
+/// Standard output alone.
+#[allow(dead_code)]
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Standard error alone.
+#[allow(dead_code)]
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 /// Standard output and standard error together, for messages and asserts.
 pub fn text(o: &Output) -> String {
     format!(

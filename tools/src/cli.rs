@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gdt_formats::params::{FrameCodec, PackParams};
+use gdt_pipeline::load::settings::LoaderSettings;
 use gdt_pipeline::synth::Container;
 
 #[derive(Debug, Parser)]
@@ -47,17 +48,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Config keys (TOML sections, all optional): steps, seed, device, dataset; \
-[data] batch_size shifts reversal clip crop scale_min scale_max color_jitter threads prefetch min_gap strict splits; \
-[model] width head_dropout sync_bn; [loss] preset factors pairs temperature detach_keys global_negatives global_negatives_grad; \
-[optim] lr momentum weight_decay warmup_steps decay; \
-[run] checkpoint_every keep_checkpoints bf16 channels_last plot; [dist] overlap bucket_mb. \
-Pretraining reads the dataset's non-test splits (data.splits; [] for every record). \
-Data-parallel (Gloo on CPU, NCCL on GPUs with `make gpu-build`): launch with torchrun --no-python, srun, or RANK, WORLD_SIZE, \
-LOCAL_RANK, MASTER_ADDR and MASTER_PORT set; data.batch_size is per rank, each rank uses cuda:LOCAL_RANK. \
-The run directory keeps the resolved config as config.toml."
-)]
+#[command(after_help = train_help())]
 pub struct TrainArgs {
     /// Packed dataset (overrides `dataset` in the config).
     pub dataset: Option<PathBuf>,
@@ -97,6 +88,18 @@ pub struct TrainArgs {
     /// on CUDA tensors (slower; any build). CPU tensors always use Gloo.
     #[arg(long, value_enum, default_value_t = DistBackend::Nccl)]
     pub dist_backend: DistBackend,
+}
+
+/// `gdt train --help`'s epilogue: every config key (from the config type itself) and how
+/// data-parallel runs start.
+fn train_help() -> String {
+    format!(
+        "{} Pretraining reads the dataset's non-test splits (data.splits; [] for every record). \
+         Data-parallel (Gloo on CPU, NCCL on GPUs with `make gpu-build`): launch with torchrun --no-python, srun, \
+         or RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT set; data.batch_size is per rank, each rank \
+         uses cuda:LOCAL_RANK. The run directory keeps the resolved config as config.toml.",
+        gdt_trainer::config::keys_help()
+    )
 }
 
 /// The collective backend for CUDA tensors.
@@ -326,23 +329,45 @@ pub enum BenchWhat {
 #[derive(Debug, Args)]
 pub struct BenchLoadArgs {
     pub dataset: PathBuf,
-    /// Batches measured per run, after the warm-up.
+    /// Batches measured per run, after the warm-up (rounded up to whole waves of one batch
+    /// per worker thread, at least two, so the rate is the steady state's).
     #[arg(long, default_value_t = 40)]
     pub batches: usize,
+    /// Measure each run for this many seconds instead of --batches.
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// Batches taken before the clock starts (at least one per worker thread: the first
+    /// wave of batches finishes together).
     #[arg(long, default_value_t = 5)]
     pub warmup: usize,
-    /// Records per batch (4 views each).
-    #[arg(long, default_value_t = 8)]
+    /// Rounds of (loader, floor) per thread count; the report gives the median, minimum and
+    /// maximum.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Records per batch.
+    #[arg(long, default_value_t = LoaderSettings::default().batch_size)]
     pub batch_size: usize,
     /// Frames per clip.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = LoaderSettings::default().clip)]
     pub clip: usize,
     /// Output crop side, pixels (the scale jitter follows it: short side 128..160 at 112).
-    #[arg(long, default_value_t = 112)]
+    #[arg(long, default_value_t = LoaderSettings::default().crop)]
     pub crop: u32,
-    /// Most threads to try; every count from 1 up is measured. Default: all cores.
+    /// Thread counts: one number N measures 1, 2, 4, ... up to N (and N); a list
+    /// (`1,8,32`) measures exactly those. Default: up to all cores.
+    #[arg(long, value_delimiter = ',')]
+    pub threads: Vec<usize>,
+    /// Drop the dataset's pages from the page cache before each run (no root needed), as
+    /// for a dataset larger than memory; reports the storage bytes and read rate a clip needs.
     #[arg(long)]
-    pub threads: Option<usize>,
+    pub cold: bool,
+    /// Do not read ahead in loader order (madvise WILLNEED of the batches a window ahead).
+    #[arg(long)]
+    pub no_readahead: bool,
+    /// Clips per second one GPU consumes (an H200 trains the default model at about 270-400):
+    /// the report says how many GPUs each thread count feeds and the cores each GPU needs.
+    #[arg(long, value_name = "X")]
+    pub gpu_clips_per_s: Option<f64>,
     /// Records decoded on the fly for the baseline.
     #[arg(long, default_value_t = 8)]
     pub baseline_records: usize,
@@ -352,8 +377,9 @@ pub struct BenchLoadArgs {
     pub sources: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Also print an xxh3-64 digest of every measured batch's video and audio bytes, per
-    /// thread count (equal for every count; `gdt.Digest` computes the same in Python).
+    /// Also print an xxh3-64 digest of batches warmup..warmup+batches (video and audio
+    /// bytes), per thread count, from an unmeasured pass (equal for every count;
+    /// `gdt.Digest` computes the same in Python).
     #[arg(long)]
     pub digest: bool,
     /// Print one JSON object instead of the table.

@@ -1,4 +1,4 @@
-//! The proof-of-learning protocol (`gdt_trainer::eval::proof`), runnable with any settings:
+//! The proof-of-learning protocol (`gdt_trainer::proof`), runnable with any settings:
 //! render a synthetic corpus with a held-out seed, train a small GDT model on the CPU (or
 //! CUDA), evaluate it and the same architecture at random initialisation, print both.
 //!
@@ -17,7 +17,7 @@
 //! linear 91%, audio kNN 88%, synchrony 56%, direction 59%: better on the classes, worse on
 //! synchrony (71% for the default cross-modal run), which only cross-modal pairs teach.
 
-use gdt_trainer::eval::proof::{self, ProofSettings};
+use gdt_trainer::proof::{self, ProofSettings};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use gdt_formats::FileError;
+use gdt_pipeline::load::settings::LoaderSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::model::ModelConfig;
@@ -53,8 +54,11 @@ pub struct TrainConfig {
     pub steps: u64,
     /// `auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`.
     pub device: String,
-    /// `[data]`: what the loader serves.
-    pub data: DataConfig,
+    /// `[data]`: what the loader serves (the pipeline's [`LoaderSettings`], so its defaults
+    /// are `gdt bench load`'s and `gdt.Loader`'s). `data.splits` unset: every split that
+    /// evaluation does not hold out (`splits`) when the dataset has splits, every record when
+    /// it has none; a run directory's config records the choice. `[]`: every record.
+    pub data: LoaderSettings,
     /// `[model]`: the encoders and heads.
     pub model: ModelConfig,
     /// `[loss]`: the GDT spec and its temperature.
@@ -74,67 +78,12 @@ impl Default for TrainConfig {
             seed: 0,
             steps: 1000,
             device: "auto".into(),
-            data: DataConfig::default(),
+            data: LoaderSettings::default(),
             model: ModelConfig::default(),
             loss: LossConfig::default(),
             optim: OptimConfig::default(),
             run: RunConfig::default(),
             dist: DistConfig::default(),
-        }
-    }
-}
-
-/// `[data]`: batches, views and augmentation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DataConfig {
-    /// Records per batch (each gives `shifts x (1 + reversal)` views).
-    pub batch_size: usize,
-    /// Time shifts per record; unset: the preset's.
-    pub shifts: Option<usize>,
-    /// Reversed views; unset: the preset's.
-    pub reversal: Option<bool>,
-    /// Frames per clip.
-    pub clip: usize,
-    /// Output crop side.
-    pub crop: u32,
-    /// Scale jitter range of the short side before the crop.
-    pub scale_min: f32,
-    /// Largest short side the scale jitter draws.
-    pub scale_max: f32,
-    /// Colour jitter strength (brightness, contrast, saturation), or none.
-    pub color_jitter: Option<f32>,
-    /// Loader worker threads; unset: every core.
-    pub threads: Option<usize>,
-    /// Batches the loader keeps ready ahead of the step.
-    pub prefetch: usize,
-    /// Minimum distance between a record's time shifts, frames.
-    pub min_gap: usize,
-    /// Fail on a damaged record instead of skipping it.
-    pub strict: bool,
-    /// The splits pretraining reads (the manifest's split column). Unset: every split that
-    /// evaluation does not hold out (all but `test`, `val`, `validation`) when the dataset
-    /// has splits, every record when it has none; a run directory's config records the
-    /// choice. `[]`: every record, held-out ones included.
-    pub splits: Option<Vec<String>>,
-}
-
-impl Default for DataConfig {
-    fn default() -> Self {
-        DataConfig {
-            batch_size: 8,
-            shifts: None,
-            reversal: None,
-            clip: 30,
-            crop: 112,
-            scale_min: 128.0,
-            scale_max: 160.0,
-            color_jitter: None,
-            threads: None,
-            prefetch: 4,
-            min_gap: 0,
-            strict: false,
-            splits: None,
         }
     }
 }
@@ -238,10 +187,14 @@ pub struct RunConfig {
     pub checkpoint_every: u64,
     /// Checkpoints kept; older ones are deleted once a newer one is complete.
     pub keep_checkpoints: usize,
-    /// bf16 autocast (CUDA only).
+    /// bf16 autocast (auto: on CUDA; `on` also on the CPU, through CPU autocast).
     pub bf16: Switch,
-    /// Channels-last-3d input and conv weights (CUDA only by default).
+    /// Channels-last-3d input and conv weights (auto: on CUDA).
     pub channels_last: Switch,
+    /// Launch each step before the previous step's loss is read, so the device always has
+    /// work queued while the host logs (auto: on CUDA). Losses and checkpoints are the same
+    /// either way; a step that is checkpointed is always finished before the next starts.
+    pub pipelined: Switch,
     /// Write `plot.png` at the end of the run.
     pub plot: bool,
 }
@@ -253,6 +206,7 @@ impl Default for RunConfig {
             keep_checkpoints: 3,
             bf16: Switch::Auto,
             channels_last: Switch::Auto,
+            pipelined: Switch::Auto,
             plot: true,
         }
     }
@@ -369,6 +323,10 @@ impl TrainConfig {
         let spec = TransformSpec::new(&factors, pairs)?;
         let shifts = *self.data.shifts.get_or_insert(shifts);
         let reversal = *self.data.reversal.get_or_insert(reversal);
+        // The run directory records the scale jitter used, not "the crop's".
+        let video = self.data.video_augment();
+        self.data.scale_min = Some(video.scale_min);
+        self.data.scale_max = Some(video.scale_max);
         spec.check_layout(shifts, reversal)?;
         spec.check_batch(self.data.batch_size, shifts, reversal)?;
         self.loss.preset = Some(preset_name);
@@ -405,6 +363,105 @@ impl TrainConfig {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("the config serialises")
     }
+}
+
+/// The resolved config a run directory keeps.
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// Reads the resolved config a run directory keeps (what `--resume` continues with).
+pub fn run_config(run_dir: &Path) -> Result<TrainConfig, ConfigError> {
+    let path = run_dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(FileError::at(&path))?;
+    TrainConfig::from_toml(&text, &path.display().to_string(), &[])
+}
+
+/// What one `gdt train` invocation asks for: a new run (a config file, a preset and
+/// overrides) or the continuation of a run directory (its saved config and overrides), with
+/// the command line's dataset, steps and device on top.
+#[derive(Clone, Debug, Default)]
+pub struct Invocation {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Continue the run directory's latest checkpoint with its saved config.
+    pub resume: bool,
+    /// A TOML config file (new runs only).
+    pub config: Option<PathBuf>,
+    /// A preset, as `loss.preset` (new runs only).
+    pub preset: Option<String>,
+    /// `section.key=value` overrides.
+    pub overrides: Vec<String>,
+    /// The dataset, over the config's.
+    pub dataset: Option<PathBuf>,
+    /// Total steps, over the config's.
+    pub steps: Option<u64>,
+    /// The device, over the config's.
+    pub device: Option<String>,
+}
+
+impl Invocation {
+    /// The config this invocation trains with, before resolution.
+    pub fn config(&self) -> Result<TrainConfig, ConfigError> {
+        let mut cfg = if self.resume {
+            if self.config.is_some() || self.preset.is_some() {
+                return Err(ConfigError::Invalid(
+                    "--resume continues with the run's saved config; change it with --set, --steps or --device"
+                        .into(),
+                ));
+            }
+            let saved = run_config(&self.run_dir)?;
+            if self.overrides.is_empty() {
+                saved
+            } else {
+                TrainConfig::from_toml(&saved.to_toml(), "saved config", &self.overrides)?
+            }
+        } else {
+            let mut overrides = self.overrides.clone();
+            if let Some(p) = &self.preset {
+                overrides.push(format!("loss.preset={p}"));
+            }
+            TrainConfig::load(self.config.as_deref(), &overrides)?
+        };
+        if let Some(d) = &self.dataset {
+            cfg.dataset = Some(d.clone());
+        }
+        if let Some(s) = self.steps {
+            cfg.steps = s;
+        }
+        if let Some(d) = &self.device {
+            cfg.device = d.clone();
+        }
+        Ok(cfg)
+    }
+}
+
+/// Every config key with its default, by section, for `gdt train --help`: generated from
+/// [`TrainConfig::default`], so a key added to a section appears without anyone listing it.
+pub fn keys_help() -> String {
+    let value = serde_json::to_value(TrainConfig::default()).expect("the config serialises");
+    let serde_json::Value::Object(top) = value else {
+        unreachable!("a struct serialises to an object")
+    };
+    let show = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "unset".to_string(),
+        serde_json::Value::Object(m) if m.is_empty() => "{}".to_string(),
+        serde_json::Value::Array(a) if a.is_empty() => "[]".to_string(),
+        other => other.to_string(),
+    };
+    let (mut plain, mut sections) = (Vec::new(), Vec::new());
+    for (key, v) in &top {
+        match v {
+            serde_json::Value::Object(keys) if !keys.is_empty() => {
+                let list: Vec<String> = keys.iter().map(|(k, v)| format!("{k}={}", show(v))).collect();
+                sections.push(format!("[{key}] {}", list.join(" ")));
+            }
+            _ => plain.push(format!("{key}={}", show(v))),
+        }
+    }
+    format!(
+        "Config keys (TOML; all optional; defaults shown): {}; {}.",
+        plain.join(" "),
+        sections.join("; ")
+    )
 }
 
 #[cfg(test)]
@@ -446,6 +503,69 @@ mod tests {
             .unwrap();
         assert_eq!(again.spec, r.spec);
         assert_eq!(again.config, r.config);
+    }
+
+    #[test]
+    fn the_help_lists_every_key_of_every_section() {
+        let help = keys_help();
+        for key in [
+            "steps=1000",
+            "[data] batch_size=8",
+            "shifts=unset",
+            "crop=112",
+            "[model] ",
+            "sync_bn=false",
+        ] {
+            assert!(help.contains(key), "{key} missing from {help}");
+        }
+        for section in ["[loss]", "[optim]", "[run]", "[dist]"] {
+            assert!(help.contains(section), "{section} missing from {help}");
+        }
+        // Every key a config file may set is listed.
+        let table: toml::Table = toml::from_str(&TrainConfig::default().to_toml()).unwrap();
+        for (section, v) in &table {
+            match v.as_table() {
+                Some(keys) => keys
+                    .keys()
+                    .for_each(|k| assert!(help.contains(&format!(" {k}=")), "{section}.{k}")),
+                None => assert!(help.contains(&format!("{section}=")), "{section}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_data_section_is_the_loaders_settings_with_their_defaults() {
+        assert_eq!(TrainConfig::default().data, LoaderSettings::default());
+        let r = TrainConfig::default().resolve().unwrap();
+        assert_eq!(
+            (r.config.data.scale_min, r.config.data.scale_max),
+            (Some(128.0), Some(160.0))
+        );
+    }
+
+    #[test]
+    fn a_resume_keeps_the_saved_config_under_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let saved = TrainConfig::from_toml("steps = 5\n[optim]\nlr = 0.5\n", "t", &[]).unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), saved.to_toml()).unwrap();
+        let inv = Invocation {
+            run_dir: dir.path().to_path_buf(),
+            resume: true,
+            overrides: vec!["optim.momentum=0.5".into()],
+            steps: Some(9),
+            ..Invocation::default()
+        };
+        let c = inv.config().unwrap();
+        assert_eq!((c.steps, c.optim.lr, c.optim.momentum), (9, 0.5, 0.5));
+        let refused = Invocation {
+            preset: Some("simclr".into()),
+            ..inv
+        };
+        assert!(refused
+            .config()
+            .unwrap_err()
+            .to_string()
+            .contains("--resume continues"));
     }
 
     #[test]

@@ -120,8 +120,10 @@ mod tests {
             for trial in 0..4 {
                 let (views, _, _) = random_layout(&mut rng);
                 let m = spec.masks(&views).unwrap();
-                let z =
-                    crate::head::l2_normalise(&Tensor::randn([m.n as i64, 16], (Kind::Double, Device::Cpu)));
+                let z = crate::model::head::l2_normalise(&Tensor::randn(
+                    [m.n as i64, 16],
+                    (Kind::Double, Device::Cpu),
+                ));
                 let rows: Vec<Vec<f64>> = (0..m.n as i64)
                     .map(|i| Vec::<f64>::try_from(z.get(i)).unwrap())
                     .collect();
@@ -151,8 +153,9 @@ mod tests {
         tch::manual_seed(11);
         let spec = TransformSpec::preset("tr-distinct-ts-distinct").unwrap().spec;
         let m = spec.masks(&crate::spec::test_layout(3, 2, true)).unwrap();
-        let unit =
-            |rows: i64| crate::head::l2_normalise(&Tensor::randn([rows, 16], (Kind::Double, Device::Cpu)));
+        let unit = |rows: i64| {
+            crate::model::head::l2_normalise(&Tensor::randn([rows, 16], (Kind::Double, Device::Cpu)))
+        };
         let (z, x) = (unit(m.n as i64), unit(10));
         let rows = |t: &Tensor| -> Vec<Vec<f64>> {
             (0..t.size()[0])
@@ -180,7 +183,7 @@ mod tests {
         let spec = TransformSpec::preset("tr-distinct-ts-distinct").unwrap().spec;
         let m = spec.masks(&crate::spec::test_layout(2, 2, true)).unwrap();
         let (c, w) = tensors(&m, Kind::Float);
-        let z = crate::head::l2_normalise(&Tensor::randn([m.n as i64, 8], (Kind::Float, Device::Cpu)));
+        let z = crate::model::head::l2_normalise(&Tensor::randn([m.n as i64, 8], (Kind::Float, Device::Cpu)));
         let l = gdt_nce(&z, &c, &w, 1e-4, false).double_value(&[]);
         assert!(l.is_finite(), "{l}");
     }

@@ -1,16 +1,22 @@
 //! GDT training on libtorch through tch: the encoders, the generalised contrastive loss from a
 //! declarative spec, and the training loop fed by the `pipeline` loader.
 //!
-//! - [`spec`]: which factors are invariant or distinct, presets, the c and w masks;
-//! - [`gdt_loss`]: GDT-NCE from those masks;
-//! - [`r2plus1d`], [`resnet9`], [`head`], [`model`]: R(2+1)D-18, ResNet-9, projection heads;
-//!   [`layers`] holds the reference's initialisation;
+//! - [`config`]: the training config (`[data]` is the pipeline's loader settings), its
+//!   resolution and the command line's request ([`config::Invocation`]);
+//! - [`model`]: R(2+1)D-18, ResNet-9, the heads, their layers, and the function that builds
+//!   the pair;
+//! - [`spec`] (the pipeline's): which factors are invariant or distinct, presets, the c and w
+//!   masks; [`gdt_loss`]: GDT-NCE from those masks;
+//! - [`train`]: the loop ([`train::train`], [`train::train_data_parallel`]), with
+//!   [`schedule`], [`sgd`], [`checkpoint`], [`run_log`], [`plot`], [`input`] (batches to the
+//!   device), [`precision`] (bf16 autocast), [`gpu_memory`] and [`device`];
+//! - [`dist`]: torch.distributed's c10d process groups and collectives, the data-parallel
+//!   step ([`dist::DataParallel`]), and the launch variables of torchrun and Slurm;
+//! - [`splits`]: which records pretraining reads and evaluation holds out;
 //! - [`eval`]: retrieval, kNN and linear probes, synchrony and direction probes;
-//! - [`train`]: the loop; [`config`], [`schedule`], [`sgd`], [`checkpoint`], [`run_log`],
-//!   [`plot`], [`input`] (batch upload), [`precision`] (bf16 autocast),
-//!   [`gpu_memory`], [`device`];
-//! - [`dist`]: torch.distributed's c10d process groups and collectives, and the launch
-//!   variables of torchrun and Slurm ([`train::train_data_parallel`] runs on them).
+//! - [`proof`]: the proof-of-learning protocol (train a small model, evaluate it against
+//!   random init);
+//! - [`error`]: [`TrainError`], the one error type.
 //!
 //! ```no_run
 //! use gdt_trainer::{config::TrainConfig, train};
@@ -27,23 +33,23 @@ pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod dist;
+pub mod error;
 pub mod eval;
 pub mod gdt_loss;
 pub mod gpu_memory;
-pub mod head;
 pub mod input;
-pub mod layers;
 pub mod model;
 pub mod plot;
 pub mod precision;
-pub mod r2plus1d;
-pub mod resnet9;
+pub mod proof;
 pub mod run_log;
 pub mod schedule;
 pub mod sgd;
+pub mod splits;
 /// The transformation spec and its masks live in the torch-free pipeline crate, shared with
 /// the Python package.
 pub use gdt_pipeline::spec;
 pub mod train;
 
+pub use error::TrainError;
 pub use tch;

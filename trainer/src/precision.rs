@@ -1,27 +1,16 @@
-//! Mixed precision on CUDA: bf16 autocast.
+//! Mixed precision: bf16 autocast.
 //!
-//! `tch::autocast` switches autocast on but leaves its dtype at libtorch's default for CUDA,
-//! float16, which needs loss scaling to train. bf16 has f32's range and needs none. tch 0.24
-//! has no binding for `at::autocast::set_autocast_dtype`, so we bind that one exported libtorch
-//! function directly. Its two arguments are `int8_t`-backed enums, passed as integers under the
-//! x86-64 and AArch64 C++ ABIs, so the plain C signature below is the same call.
+//! bf16 has f32's range, so it trains without loss scaling (libtorch's CUDA default, float16,
+//! needs it). tch's `autocast` calls libtorch's deprecated `is_enabled`/`set_enabled`, which
+//! print warnings on every CUDA run; this goes through the current API (`ffi.cpp`), per
+//! device type, so the same code path also runs on the CPU (CPU autocast), where tests reach it.
 
-use tch::Kind;
+use tch::{Device, Kind, TchError};
 
-mod ffi {
-    extern "C" {
-        #[link_name = "_ZN2at8autocast18set_autocast_dtypeEN3c1010DeviceTypeENS1_10ScalarTypeE"]
-        pub fn set_autocast_dtype(device_type: i8, dtype: i8);
-        #[link_name = "_ZN2at8autocast18get_autocast_dtypeEN3c1010DeviceTypeE"]
-        pub fn get_autocast_dtype(device_type: i8) -> i8;
-    }
-}
-
-/// `c10::DeviceType::CUDA`.
-const CUDA: i8 = 1;
+use crate::device::ffi;
 
 /// `c10::ScalarType` codes of the kinds autocast can use.
-fn scalar_type(kind: Kind) -> i8 {
+fn scalar_type(kind: Kind) -> i32 {
     match kind {
         Kind::Half => 5,
         Kind::BFloat16 => 15,
@@ -29,41 +18,75 @@ fn scalar_type(kind: Kind) -> i8 {
     }
 }
 
-/// Sets the dtype CUDA autocast casts to (process-wide in libtorch).
-pub fn set_cuda_autocast_kind(kind: Kind) {
-    // SAFETY: a plain setter on libtorch's autocast state, with valid enum values.
-    unsafe { ffi::set_autocast_dtype(CUDA, scalar_type(kind)) }
-}
-
-/// The dtype CUDA autocast casts to now.
-pub fn cuda_autocast_kind() -> Kind {
-    // SAFETY: a plain getter.
-    match unsafe { ffi::get_autocast_dtype(CUDA) } {
+fn kind_of(code: i32) -> Kind {
+    match code {
         5 => Kind::Half,
         15 => Kind::BFloat16,
         _ => Kind::Float,
     }
 }
 
-/// Runs `f` under bf16 autocast when `enabled` and CUDA is present; otherwise plainly.
-pub fn bf16_autocast<T>(enabled: bool, f: impl FnOnce() -> T) -> T {
-    if !enabled {
-        return f();
+/// Runs `f` under autocast to `kind` on `device`'s type (the CPU or CUDA), then restores the
+/// state it found.
+pub fn autocast<T>(device: Device, kind: Kind, f: impl FnOnce() -> T) -> Result<T, TchError> {
+    let (t, _) = ffi::device_type(device);
+    // SAFETY: plain values and an error buffer the helper owns.
+    let previous = ffi::call(
+        "entering autocast",
+        |p: &i32| *p < 0,
+        |e, l| unsafe { ffi::gdt_autocast_enter(t, scalar_type(kind), e, l) },
+    )?;
+    let out = f();
+    // SAFETY: as above; closes the region opened above.
+    ffi::call(
+        "leaving autocast",
+        |rc: &i32| *rc != 0,
+        |e, l| unsafe { ffi::gdt_autocast_exit(t, previous, e, l) },
+    )?;
+    Ok(out)
+}
+
+/// Runs `f` under bf16 autocast on `device` when `enabled`; otherwise plainly.
+pub fn bf16_autocast<T>(enabled: bool, device: Device, f: impl FnOnce() -> T) -> Result<T, TchError> {
+    if enabled {
+        autocast(device, Kind::BFloat16, f)
+    } else {
+        Ok(f())
     }
-    set_cuda_autocast_kind(Kind::BFloat16);
-    tch::autocast(true, f)
+}
+
+/// The kind autocast on `device`'s type casts to now.
+pub fn autocast_kind(device: Device) -> Kind {
+    let (t, _) = ffi::device_type(device);
+    // SAFETY: a plain getter.
+    kind_of(unsafe { ffi::gdt_autocast_dtype(t) })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Tensor;
 
     #[test]
-    fn the_autocast_dtype_binding_reaches_libtorch() {
-        // libtorch's own default for CUDA is float16; our setter must change what its getter says.
-        set_cuda_autocast_kind(Kind::Half);
-        assert_eq!(cuda_autocast_kind(), Kind::Half);
-        set_cuda_autocast_kind(Kind::BFloat16);
-        assert_eq!(cuda_autocast_kind(), Kind::BFloat16);
+    fn bf16_autocast_runs_convolutions_in_bf16_and_restores_the_state() {
+        let x = Tensor::randn([1, 2, 4, 8, 8], (Kind::Float, Device::Cpu));
+        let w = Tensor::randn([3, 2, 1, 3, 3], (Kind::Float, Device::Cpu));
+        let conv = || x.conv3d(&w, None::<Tensor>, [1, 1, 1], [0, 1, 1], [1, 1, 1], 1);
+        let (inside, kind) =
+            bf16_autocast(true, Device::Cpu, || (conv(), autocast_kind(Device::Cpu))).unwrap();
+        assert_eq!((inside.kind(), kind), (Kind::BFloat16, Kind::BFloat16));
+        // Outside, and with autocast off, plain f32.
+        assert_eq!(conv().kind(), Kind::Float);
+        assert_eq!(
+            bf16_autocast(false, Device::Cpu, conv).unwrap().kind(),
+            Kind::Float
+        );
+        // Nested regions restore what they found.
+        let outer = autocast(Device::Cpu, Kind::BFloat16, || {
+            let _inner = autocast(Device::Cpu, Kind::BFloat16, conv).unwrap();
+            conv().kind()
+        })
+        .unwrap();
+        assert_eq!((outer, conv().kind()), (Kind::BFloat16, Kind::Float));
     }
 }

@@ -60,11 +60,18 @@ impl Sgd {
         });
     }
 
-    /// Clears every gradient.
+    /// Clears every gradient, in place: in a data-parallel run the gradients are views into
+    /// DDP's buckets, which must stay where they are (tch's `zero_grad` detaches them in
+    /// place, which a view refuses).
     pub fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
+        tch::no_grad(|| {
+            for (_, p) in &self.params {
+                let mut g = p.grad();
+                if g.defined() {
+                    let _ = g.zero_();
+                }
+            }
+        });
     }
 
     /// Momentum buffers by name, for a checkpoint (on the CPU, contiguous).

@@ -420,7 +420,7 @@ fn two_ranks_train_what_one_process_trains_on_the_global_batch() {
     one.data.batch_size = 4;
     let one = one.resolve().unwrap();
     let w0 = dir.path().join("initial.safetensors");
-    let (vs, _) = train::build_model(&one.config, tch::Device::Cpu, &None);
+    let (vs, _) = gdt_trainer::model::build(&one.config.model, one.config.seed, tch::Device::Cpu, &None);
     vs.save(&w0).unwrap();
     let single = dir.path().join("single");
     train::train(&one, &single, false, &mut Silent).unwrap();

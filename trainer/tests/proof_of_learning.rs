@@ -1,6 +1,6 @@
 //! Proof of learning: GDT training on the CPU makes features clearly better than the same
 //! architecture at random initialisation, on a synthetic corpus whose seed no setting was
-//! chosen on. The protocol and its settings are `gdt_trainer::eval::proof`; the figures
+//! chosen on. The protocol and its settings are `gdt_trainer::proof`; the figures
 //! below were measured with `cargo run --release -p gdt-trainer --example proof_of_learning`
 //! on the 2-core development machine.
 //!
@@ -15,7 +15,7 @@
 //! default GDT preset learns synchrony (86% vs 50%) and retrieval (R@1 34% vs 3%) but not the
 //! classes (kNN 62% vs 59%) at this budget.
 
-use gdt_trainer::eval::proof::{self, ProofSettings};
+use gdt_trainer::proof::{self, ProofSettings};
 
 #[test]
 fn gdt_training_beats_random_init_on_cross_modal_retrieval_and_knn() {

@@ -313,3 +313,105 @@ fn pretraining_leaves_out_held_out_splits_unless_told_otherwise() {
         "{err}"
     );
 }
+
+/// Pipelined (`run.pipelined`, CUDA's default: each step launched before the previous one's
+/// loss is read) trains exactly as step by step: the same losses to the bit, the same
+/// checkpoints, including one in the middle of the run, which must hold the weights after
+/// its own step and not the next.
+#[test]
+fn pipelined_steps_train_exactly_as_step_by_step() {
+    let _alone = one_training_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    dataset(&data);
+    let run = |name: &str, pipelined: &str| {
+        let out = dir.path().join(name);
+        let cfg = config(&data, 7, &[&format!("run.pipelined={pipelined}")])
+            .resolve()
+            .unwrap();
+        train::train(&cfg, &out, false, &mut Silent).unwrap();
+        out
+    };
+    let (plain, pipelined) = (run("plain", "off"), run("pipelined", "on"));
+    let losses = |run: &Path| -> Vec<u64> {
+        run_log::read(&run.join(run_log::LOG_FILE))
+            .unwrap()
+            .iter()
+            .map(|r| r.loss.to_bits())
+            .collect()
+    };
+    assert_eq!(losses(&plain).len(), 7);
+    assert_eq!(losses(&plain), losses(&pipelined));
+    for step in ["step-00000003", "step-00000006", "step-00000007"] {
+        let read =
+            |run: &Path| std::fs::read(run.join("checkpoints").join(step).join("model.safetensors")).unwrap();
+        assert!(read(&plain) == read(&pipelined), "{step} differs");
+    }
+    let steps: Vec<u64> = run_log::read(&pipelined.join(run_log::LOG_FILE))
+        .unwrap()
+        .iter()
+        .map(|r| r.step)
+        .collect();
+    assert_eq!(steps, (1..=7).collect::<Vec<_>>(), "logged in order");
+}
+
+/// A loss that stops being finite ends the run naming the step it was computed in, step by
+/// step and pipelined alike, and the last checkpoint stays the one written before it.
+#[test]
+fn a_diverging_loss_stops_the_run_at_its_step_either_way() {
+    let _alone = one_training_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    dataset(&data);
+    let mut errors = Vec::new();
+    for pipelined in ["off", "on"] {
+        let out = dir.path().join(pipelined);
+        let cfg = config(
+            &data,
+            30,
+            &[
+                "optim.lr=1e30",
+                "optim.warmup_steps=1",
+                &format!("run.pipelined={pipelined}"),
+            ],
+        )
+        .resolve()
+        .unwrap();
+        let err = train::train(&cfg, &out, false, &mut Silent)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the loss became") && err.contains("checkpoint is intact"),
+            "{err}"
+        );
+        let logged = run_log::read(&out.join(run_log::LOG_FILE)).unwrap();
+        assert!(logged.iter().all(|r| r.loss.is_finite()));
+        errors.push((err, logged.len()));
+    }
+    assert_eq!(
+        errors[0], errors[1],
+        "the same step fails, after the same logged steps"
+    );
+}
+
+/// What CUDA runs by default, run on the CPU: bf16 autocast (CPU autocast) and channels-last
+/// layouts, pipelined steps. The branches a GPU takes are reached here too.
+#[test]
+fn the_cuda_branches_train_on_the_cpu() {
+    let _alone = one_training_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    dataset(&data);
+    let cfg = config(
+        &data,
+        4,
+        &["run.bf16=on", "run.channels_last=on", "run.pipelined=on"],
+    )
+    .resolve()
+    .unwrap();
+    let summary = train::train(&cfg, &dir.path().join("run"), false, &mut Silent).unwrap();
+    assert!(
+        summary.final_loss.is_finite() && summary.final_loss > 0.0,
+        "{summary:?}"
+    );
+}

@@ -13,7 +13,7 @@ use crate::params::PackParams;
 use crate::shard::FORMAT_VERSION;
 
 use super::files::DATASET_FILE;
-use super::writer::InputTally;
+use super::tally::{InputCounts, InputTally};
 
 /// One shard as `dataset.json` lists it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,18 +35,11 @@ pub struct Totals {
     pub packed: usize,
     /// Inputs skipped (see `skipped` for why).
     pub skipped: usize,
-    /// Records in all shards.
-    pub records: usize,
-    /// Stored video frames.
-    pub frames: u64,
-    /// Stored seconds of video.
-    pub seconds: f64,
-    /// Bytes the frames take as raw u8 (the compression baseline).
-    pub raw_frame_bytes: u64,
+    /// The packed inputs' counters, summed.
+    #[serde(flatten)]
+    pub counts: InputCounts,
     /// Bytes of all shards.
     pub stored_bytes: u64,
-    /// Bytes of the source files that were packed.
-    pub source_bytes: u64,
 }
 
 /// The contents of `dataset.json`.
@@ -100,13 +93,9 @@ impl DatasetManifest {
                 continue;
             }
             totals.packed += 1;
-            totals.records += t.records;
-            totals.frames += t.frames;
-            totals.seconds += t.seconds;
-            totals.raw_frame_bytes += t.raw_frame_bytes;
-            totals.source_bytes += t.source_bytes;
+            totals.counts += t.counts;
             if let Some(l) = &t.label {
-                *label_counts.entry(l.clone()).or_insert(0) += t.records;
+                *label_counts.entry(l.clone()).or_insert(0) += t.counts.records;
             }
         }
         totals.stored_bytes = shards.iter().map(|s| s.bytes).sum();

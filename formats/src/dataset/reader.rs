@@ -2,8 +2,10 @@
 //! against each other.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::files::DATASET_FILE;
+use super::index::RecordIndex;
 use super::manifest::{DatasetManifest, ShardInfo};
 use crate::error::{FormatError, Result};
 use crate::shard::Shard;
@@ -34,6 +36,8 @@ pub struct Dataset {
     pub shards: Vec<Shard>,
     /// Global index of each shard's first record.
     starts: Vec<usize>,
+    /// Read on first use (see [`Dataset::index`]).
+    index: OnceLock<RecordIndex>,
 }
 
 impl Dataset {
@@ -65,7 +69,14 @@ impl Dataset {
             manifest,
             shards,
             starts,
+            index: OnceLock::new(),
         })
+    }
+
+    /// Every record's frame count, label and split, read on the first call (one metadata
+    /// parse per record) and shared by every later caller of this dataset.
+    pub fn index(&self) -> &RecordIndex {
+        self.index.get_or_init(|| RecordIndex::read(self))
     }
 
     /// Records in the whole dataset.

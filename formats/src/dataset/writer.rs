@@ -5,28 +5,10 @@ use std::path::{Path, PathBuf};
 
 use super::files::shard_file_name;
 use super::manifest::{DatasetManifest, ShardInfo};
+use super::tally::InputTally;
 use crate::error::{FileError, FormatError, Result};
 use crate::params::PackParams;
 use crate::shard::{EncodedRecord, ShardWriter};
-
-/// What one input contributed to a dataset, for its totals.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct InputTally {
-    /// Its label, if any.
-    pub label: Option<String>,
-    /// Why it was skipped (the histogram key); `None` when it was packed.
-    pub skipped: Option<String>,
-    /// Records it gave.
-    pub records: usize,
-    /// Stored frames.
-    pub frames: u64,
-    /// Stored seconds of video.
-    pub seconds: f64,
-    /// Its frames as raw u8.
-    pub raw_frame_bytes: u64,
-    /// The size of its source file.
-    pub source_bytes: u64,
-}
 
 /// Where [`DatasetWriter::append`] put an input's records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -180,7 +180,7 @@ pub struct RecordEntry {
     /// Height of a stored frame.
     pub height: u32,
     /// Spectrogram frames.
-    pub spec_frames: u32,
+    pub mel_frames: u32,
     /// Spectrogram rows (the parameters' `mels`).
     pub mels: u32,
     /// Index of the record's first blob entry.
@@ -199,7 +199,7 @@ impl RecordEntry {
             self.frames,
             self.width,
             self.height,
-            self.spec_frames,
+            self.mel_frames,
             self.mels,
             self.first_blob,
             self.blob_count,
@@ -219,7 +219,7 @@ impl RecordEntry {
             frames: u32_at(b, 0),
             width: u32_at(b, 4),
             height: u32_at(b, 8),
-            spec_frames: u32_at(b, 12),
+            mel_frames: u32_at(b, 12),
             mels: u32_at(b, 16),
             first_blob: u32_at(b, 20),
             blob_count: u32_at(b, 24),
@@ -284,7 +284,7 @@ mod tests {
             frames: 1,
             width: 2,
             height: 3,
-            spec_frames: 4,
+            mel_frames: 4,
             mels: 5,
             first_blob: 6,
             blob_count: 7,

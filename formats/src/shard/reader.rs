@@ -170,12 +170,12 @@ impl Shard {
                     format!("{} frames is outside 1..={}", r.frames, p.max_frames()),
                 ));
             }
-            if r.mels != p.mels || r.spec_frames as u64 > p.max_spectrogram_frames() {
+            if r.mels != p.mels || r.mel_frames as u64 > p.max_spectrogram_frames() {
                 return Err(bad(
                     i,
                     format!(
                         "spectrogram {}x{} is outside the shard's geometry",
-                        r.mels, r.spec_frames
+                        r.mels, r.mel_frames
                     ),
                 ));
             }
@@ -213,7 +213,7 @@ impl Shard {
                 next_offset += blob.len as u64;
                 let expected = match k {
                     0 => blob.len as u64,
-                    1 => r.mels as u64 * r.spec_frames as u64 * 2,
+                    1 => r.mels as u64 * r.mel_frames as u64 * 2,
                     _ => {
                         let first = (k - FIRST_CHUNK_BLOB) as u64 * p.chunk_frames as u64;
                         (r.frames as u64 - first).min(p.chunk_frames as u64) * frame_bytes
@@ -273,6 +273,20 @@ impl Shard {
     /// The file's size in bytes.
     pub fn file_len(&self) -> u64 {
         self.map.len() as u64
+    }
+
+    /// Asks the kernel to read `len` bytes at `offset` into the page cache ahead of use
+    /// (`madvise(MADV_WILLNEED)`), so that a read that follows does not wait for the disk. A
+    /// hint only: nothing is checked or returned, and a range past the end is ignored.
+    pub fn will_need(&self, offset: u64, len: u64) {
+        let end = offset.saturating_add(len).min(self.map.len() as u64);
+        if offset < end {
+            let _ = self.map.advise_range(
+                memmap2::Advice::WillNeed,
+                offset as usize,
+                (end - offset) as usize,
+            );
+        }
     }
 
     /// Record `index` of this shard, for reading.
@@ -369,6 +383,29 @@ impl<'a> RecordView<'a> {
         (blob.offset, blob.len)
     }
 
+    /// The file ranges (offset, length) that frames `start..start + count` are decoded from:
+    /// the chunks holding them (what [`RecordView::read_frames`] reads).
+    pub fn frame_ranges(&self, start: usize, count: usize) -> impl Iterator<Item = (u64, u32)> + '_ {
+        let per_chunk = self.shard.params.chunk_frames as usize;
+        let end = (start + count).min(self.entry.frames as usize);
+        let chunks = if end > start {
+            start / per_chunk..end.div_ceil(per_chunk)
+        } else {
+            0..0
+        };
+        chunks.map(|c| self.blob_location(FIRST_CHUNK_BLOB + c))
+    }
+
+    /// The file range (offset, length) of the spectrogram.
+    pub fn spectrogram_range(&self) -> (u64, u32) {
+        self.blob_location(1)
+    }
+
+    /// The shard it is in.
+    pub fn shard(&self) -> &'a Shard {
+        self.shard
+    }
+
     /// Its metadata, after the checksum.
     pub fn meta(&self) -> Result<RecordMeta> {
         let (bytes, _) = self.blob(0)?;
@@ -443,7 +480,7 @@ impl<'a> RecordView<'a> {
         result
     }
 
-    /// Decodes the whole spectrogram into `out` (row-major `[mels][spec_frames]`), reusing
+    /// Decodes the whole spectrogram into `out` (row-major `[mels][mel_frames]`), reusing
     /// the decoder's zstd context and buffers.
     pub fn spectrogram_into(&self, decoder: &mut ChunkDecoder, out: &mut Vec<f32>) -> Result<()> {
         let (bytes, blob) = self.blob(1)?;
@@ -455,7 +492,7 @@ impl<'a> RecordView<'a> {
         result
     }
 
-    /// The whole spectrogram, row-major `[mels][spec_frames]`.
+    /// The whole spectrogram, row-major `[mels][mel_frames]`.
     pub fn spectrogram(&self) -> Result<Vec<f32>> {
         let (bytes, blob) = self.blob(1)?;
         let mut out = vec![0f32; blob.raw_len as usize / 2];

@@ -25,14 +25,14 @@ pub struct EncodedRecord {
 
 impl EncodedRecord {
     /// Compresses one record. `frames` holds `frame_count` planar RGB frames of
-    /// `width x height`; `spectrogram` is row-major `[mels][spec_frames]`.
+    /// `width x height`; `spectrogram` is row-major `[mels][mel_frames]`.
     pub fn encode(
         meta: &RecordMeta,
         frames: &[u8],
         width: u32,
         height: u32,
         spectrogram_values: &[f32],
-        spec_frames: u32,
+        mel_frames: u32,
         params: &PackParams,
     ) -> std::io::Result<EncodedRecord> {
         let shape = FrameShape { width, height };
@@ -43,7 +43,7 @@ impl EncodedRecord {
         );
         assert_eq!(
             spectrogram_values.len(),
-            params.mels as usize * spec_frames as usize
+            params.mels as usize * mel_frames as usize
         );
         let frame_count = frames.len() / frame_bytes;
         let meta_json = serde_json::to_vec(meta).expect("metadata serialises");
@@ -65,7 +65,7 @@ impl EncodedRecord {
                 frames: frame_count as u32,
                 width,
                 height,
-                spec_frames,
+                mel_frames,
                 mels: params.mels,
                 first_blob: 0,
                 blob_count: blobs.len() as u32,

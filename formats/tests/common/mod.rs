@@ -41,19 +41,19 @@ pub fn record(i: usize) -> (Vec<u8>, u32, u32, Vec<f32>, u32) {
     let frames: Vec<u8> = (0..n * 3 * (w * h) as usize)
         .map(|k| ((k * 31 + i * 7) % 256) as u8)
         .collect();
-    let spec_frames = 30 + i as u32;
-    let spec: Vec<f32> = (0..3 * spec_frames as usize)
+    let mel_frames = 30 + i as u32;
+    let mel: Vec<f32> = (0..3 * mel_frames as usize)
         .map(|k| k as f32 * 0.25 - 4.0)
         .collect();
-    (frames, w, h, spec, spec_frames)
+    (frames, w, h, mel, mel_frames)
 }
 
 pub fn write_shard(path: &Path, records: usize, codec: FrameCodec) {
     let p = PackParams { codec, ..params() };
     let mut w = ShardWriter::create(path, &p).unwrap();
     for i in 0..records {
-        let (frames, width, height, spec, spec_frames) = record(i);
-        w.append(&EncodedRecord::encode(&meta(i), &frames, width, height, &spec, spec_frames, &p).unwrap())
+        let (frames, width, height, mel, mel_frames) = record(i);
+        w.append(&EncodedRecord::encode(&meta(i), &frames, width, height, &mel, mel_frames, &p).unwrap())
             .unwrap();
     }
     let summary = w.finish().unwrap();

@@ -21,7 +21,10 @@ const PX_PER_SECOND: f64 = 100.0;
 const THUMB_HEIGHT: u32 = 64;
 const ROW_GAP: u32 = 2;
 const MARGIN: u32 = 8;
-const TITLE: u32 = 20;
+/// Height of one line of the title (14 px text).
+const TITLE_LINE: u32 = 20;
+/// The title's font size, px.
+const TITLE_PX: f64 = 14.0;
 const GAP: u32 = 6;
 const TICK: u32 = 8;
 const AXIS: u32 = 24;
@@ -68,7 +71,7 @@ pub struct Preview {
     /// Stored frames.
     pub frames: u32,
     /// Spectrogram frames.
-    pub spec_frames: u32,
+    pub mel_frames: u32,
     /// Thumbnails drawn.
     pub thumbnails: usize,
     /// Frames between consecutive thumbnails (alternating rows).
@@ -108,7 +111,7 @@ pub fn draw(dir: &Path, record: usize) -> Result<Preview, PreviewError> {
         what: format!("creating a zstd context: {e}"),
     })?;
     rec.read_frames(&mut decoder, 0, e.frames as usize, &mut frames)?;
-    let spec = rec.spectrogram()?;
+    let mel = rec.spectrogram()?;
     let meta = rec.meta()?;
     let thumb_w = ((e.width as f64 * THUMB_HEIGHT as f64 / e.height as f64).round() as u32).max(1);
     // Frames between thumbnails of one row (they just do not overlap); the second row starts
@@ -122,8 +125,23 @@ pub fn draw(dir: &Path, record: usize) -> Result<Preview, PreviewError> {
     let x_of = |seconds: f64| MARGIN + (seconds * PX_PER_SECOND).round() as u32;
     let spec_rate = ds.manifest.params.spectrogram_rate();
     let last_thumb = thumbs.last().map_or(0, |t| t.0);
-    let width = x_of(last_thumb as f64 / fps).max(x_of(e.spec_frames as f64 / spec_rate)) + thumb_w + MARGIN;
-    let thumbs_top = MARGIN + TITLE;
+    let width = x_of(last_thumb as f64 / fps).max(x_of(e.mel_frames as f64 / spec_rate)) + thumb_w + MARGIN;
+    let duration_s = e.frames as f64 / fps;
+    let title = format!(
+        "record {record}: {} (window at {:.1} s), label {}, {} frames = {:.2} s",
+        meta.source,
+        meta.window_start_s,
+        meta.label.as_deref().unwrap_or("none"),
+        e.frames,
+        duration_s
+    );
+    // The title wraps to the figure's width (a short record at small frames is narrow).
+    let title = if super::font_available() {
+        title_lines(&title, width - 2 * MARGIN)
+    } else {
+        Vec::new()
+    };
+    let thumbs_top = MARGIN + TITLE_LINE * (title.len() as u32).max(1);
     let spec_top = thumbs_top + 2 * THUMB_HEIGHT + ROW_GAP + GAP;
     let axis_top = spec_top + e.mels + 2;
     let height = axis_top + AXIS + MARGIN;
@@ -154,11 +172,11 @@ pub fn draw(dir: &Path, record: usize) -> Result<Preview, PreviewError> {
         }
     }
 
-    let frames_n = e.spec_frames as usize;
+    let frames_n = e.mel_frames as usize;
     let live = |v: f32| v > LOG_EPS + 1.0;
     // Colour range from the 5th to the 99.9th percentile of the live rows, so a steady noise
     // floor shows dark and onsets stand out.
-    let mut sorted: Vec<f32> = spec.iter().copied().filter(|&v| live(v)).collect();
+    let mut sorted: Vec<f32> = mel.iter().copied().filter(|&v| live(v)).collect();
     sorted.sort_by(f32::total_cmp);
     let at = |q: f64| {
         sorted
@@ -170,7 +188,7 @@ pub fn draw(dir: &Path, record: usize) -> Result<Preview, PreviewError> {
     for m in 0..e.mels as usize {
         let y = spec_top + e.mels - 1 - m as u32;
         for t in 0..frames_n {
-            let v = spec[m * frames_n + t];
+            let v = mel[m * frames_n + t];
             let c = if live(v) && hi > lo {
                 colormap((v - lo) / (hi - lo))
             } else {
@@ -180,7 +198,6 @@ pub fn draw(dir: &Path, record: usize) -> Result<Preview, PreviewError> {
         }
     }
     // The time axis: a long tick every second, a short one every half second.
-    let duration_s = e.frames as f64 / fps;
     let half_seconds = (duration_s * 2.0).floor() as u32;
     for h in 0..=half_seconds {
         let x = x_of(h as f64 / 2.0);
@@ -189,14 +206,6 @@ pub fn draw(dir: &Path, record: usize) -> Result<Preview, PreviewError> {
             img.put_pixel(x, y, Rgb([220, 220, 220]));
         }
     }
-    let title = format!(
-        "record {record}: {} (window at {:.1} s), label {}, {} frames = {:.2} s",
-        meta.source,
-        meta.window_start_s,
-        meta.label.as_deref().unwrap_or("none"),
-        e.frames,
-        duration_s
-    );
     if super::font_available() {
         label_figure(
             &mut img,
@@ -215,16 +224,42 @@ pub fn draw(dir: &Path, record: usize) -> Result<Preview, PreviewError> {
         source: meta.source,
         label: meta.label,
         frames: e.frames,
-        spec_frames: e.spec_frames,
+        mel_frames: e.mel_frames,
         thumbnails: thumbs.len(),
         thumbnail_step: every / 2,
     })
 }
 
+/// `title` in lines no wider than `max_width` px at the title's size, broken between words;
+/// a word too long for a line on its own is cut, with an ellipsis.
+fn title_lines(title: &str, max_width: u32) -> Vec<String> {
+    use plotters::prelude::IntoFont;
+    let font = ("sans-serif", TITLE_PX).into_font();
+    let fits = |s: &str| font.box_size(s).is_ok_and(|(w, _)| w <= max_width);
+    let mut lines: Vec<String> = Vec::new();
+    for word in title.split_whitespace() {
+        match lines.last_mut() {
+            Some(line) if fits(&format!("{line} {word}")) => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    for line in lines.iter_mut().filter(|l| !fits(l)) {
+        let mut cut: Vec<char> = line.chars().collect();
+        while !cut.is_empty() && !fits(&format!("{}…", cut.iter().collect::<String>())) {
+            cut.pop();
+        }
+        *line = format!("{}…", cut.iter().collect::<String>());
+    }
+    lines
+}
+
 /// The title at the top and a label under every second's tick, drawn over the pixels.
 fn label_figure(
     img: &mut RgbImage,
-    title: &str,
+    title: &[String],
     seconds: u32,
     x_of: impl Fn(u32) -> u32,
     labels_top: u32,
@@ -234,11 +269,13 @@ fn label_figure(
     let size = img.dimensions();
     let root = BitMapBackend::with_buffer(img.as_mut(), size).into_drawing_area();
     let text = |px: f64| ("sans-serif", px).into_font().color(&RGBColor(230, 230, 230));
-    root.draw(&Text::new(
-        title.to_string(),
-        (MARGIN as i32, (MARGIN + 2) as i32),
-        text(14.0),
-    ))?;
+    for (i, line) in title.iter().enumerate() {
+        root.draw(&Text::new(
+            line.clone(),
+            (MARGIN as i32, (MARGIN + 2 + i as u32 * TITLE_LINE) as i32),
+            text(TITLE_PX),
+        ))?;
+    }
     for sec in 0..=seconds {
         let unit = if sec == 0 { " s" } else { "" };
         let style = text(11.0).pos(Pos::new(HPos::Center, VPos::Top));
@@ -269,4 +306,36 @@ fn colormap(x: f32) -> [u8; 3] {
         out[c] = ((STOPS[i][c] + (STOPS[i + 1][c] - STOPS[i][c]) * f) * 255.0) as u8;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_title_wraps_to_the_figure_and_loses_nothing_that_fits() {
+        if !crate::figure::font_available() {
+            return; // no font: figures are unlabelled (see figure::font_available)
+        }
+        use plotters::prelude::IntoFont;
+        let font = ("sans-serif", TITLE_PX).into_font();
+        let title = "record 3: synth-00003.mp4 (window at 0.0 s), label bouncing-ball, 60 frames = 2.00 s";
+        for width in [120, 200, 400, 2000] {
+            let lines = title_lines(title, width);
+            for l in &lines {
+                assert!(
+                    font.box_size(l).unwrap().0 <= width,
+                    "{width}: {l:?} in {lines:?}"
+                );
+            }
+            if width >= 400 {
+                assert_eq!(lines.join(" "), title, "{lines:?}");
+            }
+        }
+        assert_eq!(title_lines(title, 2000).len(), 1);
+        assert!(title_lines(title, 200).len() > 2);
+        // A part wider than the figure is cut, with an ellipsis.
+        let long = title_lines(&format!("record 0: {}", "x".repeat(200)), 150);
+        assert!(long.iter().any(|l| l.ends_with('…')), "{long:?}");
+    }
 }

@@ -534,7 +534,7 @@ impl AudioAugment {
     #[allow(clippy::too_many_arguments)]
     pub fn apply(
         &self,
-        spec: &[f32],
+        mel: &[f32],
         total: usize,
         mels: usize,
         start: usize,
@@ -546,7 +546,7 @@ impl AudioAugment {
         assert!(start + frames <= total && out.len() == mels * frames);
         let inv = 1.0 / self.std;
         for m in 0..mels {
-            let row = &spec[m * total + start..m * total + start + frames];
+            let row = &mel[m * total + start..m * total + start + frames];
             let dst = &mut out[m * frames..(m + 1) * frames];
             for (j, o) in dst.iter_mut().enumerate() {
                 let v = row[if reverse { frames - 1 - j } else { j }];
@@ -772,7 +772,7 @@ mod tests {
     #[test]
     fn audio_is_normalised_shifted_masked_and_reversed() {
         let (mels, total) = (4usize, 20usize);
-        let spec: Vec<f32> = (0..mels * total)
+        let mel: Vec<f32> = (0..mels * total)
             .map(|i| if i < total { LOG_EPS } else { i as f32 })
             .collect();
         let aug = AudioAugment::off();
@@ -782,13 +782,13 @@ mod tests {
             time_mask: (3, 2),
         };
         let mut out = vec![0f32; mels * 5];
-        aug.apply(&spec, total, mels, 10, 5, false, &draw, &mut out);
+        aug.apply(&mel, total, mels, 10, 5, false, &draw, &mut out);
         let z = |v: f32| (v - 1.93) / 17.89;
         assert!(
             (out[0] - z(LOG_EPS)).abs() < 1e-6,
             "the log floor is not shifted by volume"
         );
-        assert!((out[5] - z(spec[total + 10] + 0.5)).abs() < 1e-6);
+        assert!((out[5] - z(mel[total + 10] + 0.5)).abs() < 1e-6);
         assert!(out[10..15].iter().all(|&v| v == 0.0), "frequency mask");
         assert!(
             (0..mels).all(|m| out[m * 5 + 3] == 0.0 && out[m * 5 + 4] == 0.0),
@@ -800,8 +800,8 @@ mod tests {
             freq_mask: (0, 0),
             time_mask: (0, 0),
         };
-        aug.apply(&spec, total, mels, 10, 5, true, &plain, &mut rev);
-        aug.apply(&spec, total, mels, 10, 5, false, &plain, &mut out);
+        aug.apply(&mel, total, mels, 10, 5, true, &plain, &mut rev);
+        aug.apply(&mel, total, mels, 10, 5, false, &plain, &mut out);
         for m in 0..mels {
             let f: Vec<f32> = out[m * 5..m * 5 + 5].iter().rev().copied().collect();
             assert_eq!(&rev[m * 5..m * 5 + 5], &f[..]);

@@ -2,17 +2,20 @@
 //!
 //! Layouts (row-major, documented contract with the trainer):
 //! - video: u8 `[records, views, 3, clip, crop, crop]`, RGB, not normalised;
-//! - video_f32 (optional): the same, `(x / 255 - 0.45) / 0.225`;
 //! - audio: f32 `[records, views, mels, audio_frames]`, z-normalised log-mel.
 //!
 //! Dropping a batch hands its buffers back to the pool, so a loader in steady state
-//! allocates nothing per batch.
+//! allocates nothing per batch. Every buffer holds a whole batch and comes from the loader's
+//! [`HostMemory`] (the heap, or page-locked memory a GPU copies from).
 
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam::queue::ArrayQueue;
 
+use super::error::LoadError;
+use super::host::{HostBuffer, HostMemory, Plain};
 use crate::load::augment::{AudioDraw, VideoDraw};
 
 /// What one view is: which record, which time shift, which direction, which augmentation.
@@ -38,35 +41,70 @@ pub struct ViewMeta {
 }
 
 pub(crate) struct Pool {
-    video: ArrayQueue<Vec<u8>>,
-    video_f32: ArrayQueue<Vec<f32>>,
-    audio: ArrayQueue<Vec<f32>>,
+    video: ArrayQueue<HostBuffer<u8>>,
+    audio: ArrayQueue<HostBuffer<f32>>,
     views: ArrayQueue<Vec<ViewMeta>>,
+    memory: Arc<dyn HostMemory>,
+    /// Elements of a whole batch's video and audio.
+    video_len: usize,
+    audio_len: usize,
     /// Buffers handed out new because the pool had none to reuse.
     allocations: AtomicUsize,
 }
 
 impl Pool {
-    pub(crate) fn new(capacity: usize) -> Arc<Pool> {
-        Arc::new(Pool {
+    /// A pool of up to `capacity` batches' buffers of `shape` (and `records` records), from
+    /// `memory`: all of them at once when the memory asks for that, else as needed.
+    pub(crate) fn new(
+        capacity: usize,
+        memory: Arc<dyn HostMemory>,
+        shape: &BatchShape,
+        records: usize,
+    ) -> Result<Arc<Pool>, LoadError> {
+        let pool = Arc::new(Pool {
             video: ArrayQueue::new(capacity),
-            video_f32: ArrayQueue::new(capacity),
             audio: ArrayQueue::new(capacity),
             views: ArrayQueue::new(capacity),
+            video_len: records * shape.views * shape.video_per_view(),
+            audio_len: records * shape.views * shape.audio_per_view(),
+            memory,
             allocations: AtomicUsize::new(0),
-        })
+        });
+        if pool.memory.up_front() {
+            for _ in 0..capacity {
+                let _ = pool.video.push(pool.buffer(pool.video_len)?);
+                let _ = pool.audio.push(pool.buffer(pool.audio_len)?);
+            }
+        }
+        Ok(pool)
     }
 
     pub(crate) fn allocations(&self) -> usize {
         self.allocations.load(Ordering::Relaxed)
     }
 
-    /// A pooled buffer, or a new one (counted) when none is free.
-    fn reuse<T: Default>(&self, queue: &ArrayQueue<T>) -> T {
-        queue.pop().unwrap_or_else(|| {
-            self.allocations.fetch_add(1, Ordering::Relaxed);
-            T::default()
+    /// A new whole-batch buffer (counted), or why the memory had none.
+    fn buffer<T: Plain>(&self, len: usize) -> Result<HostBuffer<T>, LoadError> {
+        self.allocations.fetch_add(1, Ordering::Relaxed);
+        HostBuffer::new(&self.memory, len).ok_or_else(|| {
+            LoadError::Worker(format!(
+                "no {} memory for a batch buffer of {} bytes",
+                self.memory.name(),
+                len * std::mem::size_of::<T>()
+            ))
         })
+    }
+
+    /// A pooled buffer, or a new one when none is free.
+    fn reuse<T: Plain>(
+        &self,
+        queue: &ArrayQueue<HostBuffer<T>>,
+        len: usize,
+    ) -> Result<HostBuffer<T>, LoadError> {
+        match queue.pop() {
+            Some(b) => Ok(b),
+            None => self.buffer(len),
+        }
     }
 }
 
@@ -131,47 +169,40 @@ pub struct Batch {
     pub records: usize,
     /// Its geometry.
     pub shape: BatchShape,
-    pub(crate) video: Vec<u8>,
-    pub(crate) video_f32: Option<Vec<f32>>,
-    pub(crate) audio: Vec<f32>,
+    /// Taken back into the pool on drop (hence `ManuallyDrop`: no placeholder is allocated).
+    pub(crate) video: ManuallyDrop<HostBuffer<u8>>,
+    pub(crate) audio: ManuallyDrop<HostBuffer<f32>>,
     pub(crate) views: Vec<ViewMeta>,
     pub(crate) pool: Arc<Pool>,
 }
 
 impl Batch {
     /// Creates an empty batch from pooled buffers (allocating only when the pool is empty).
+    /// Video and audio keep their length from the batch before: `build_batch` sets it
+    /// without zero-filling what it is about to overwrite.
     pub(crate) fn take(
         pool: &Arc<Pool>,
         epoch: u64,
         index: usize,
         shape: BatchShape,
-        normalised: bool,
-    ) -> Batch {
-        let mut b = Batch {
+    ) -> Result<Batch, LoadError> {
+        let mut views = pool.views.pop().unwrap_or_default();
+        views.clear();
+        Ok(Batch {
             epoch,
             index,
             records: 0,
             shape,
-            video: pool.reuse(&pool.video),
-            video_f32: normalised.then(|| pool.reuse(&pool.video_f32)),
-            audio: pool.reuse(&pool.audio),
-            views: pool.reuse(&pool.views),
+            video: ManuallyDrop::new(pool.reuse(&pool.video, pool.video_len)?),
+            audio: ManuallyDrop::new(pool.reuse(&pool.audio, pool.audio_len)?),
+            views,
             pool: pool.clone(),
-        };
-        // Video and audio keep their length: `build_batch` sizes them without zero-filling
-        // what it is about to overwrite.
-        b.views.clear();
-        b
+        })
     }
 
     /// `[records, views, 3, clip, crop, crop]` u8.
     pub fn video(&self) -> &[u8] {
         &self.video
-    }
-
-    /// `[records, views, 3, clip, crop, crop]` f32, normalised, when the loader was asked for it.
-    pub fn video_f32(&self) -> Option<&[f32]> {
-        self.video_f32.as_deref()
     }
 
     /// `[records, views, mels, audio_frames]` f32.
@@ -187,12 +218,16 @@ impl Batch {
 
 impl Drop for Batch {
     fn drop(&mut self) {
-        // A full pool just lets the buffer go.
-        let _ = self.pool.video.push(std::mem::take(&mut self.video));
-        if let Some(v) = self.video_f32.take() {
-            let _ = self.pool.video_f32.push(v);
-        }
-        let _ = self.pool.audio.push(std::mem::take(&mut self.audio));
+        // SAFETY: taken once, here, and never used again.
+        let (video, audio) = unsafe {
+            (
+                ManuallyDrop::take(&mut self.video),
+                ManuallyDrop::take(&mut self.audio),
+            )
+        };
+        // A full pool just lets the buffer go (back to its memory).
+        let _ = self.pool.video.push(video);
+        let _ = self.pool.audio.push(audio);
         let _ = self.pool.views.push(std::mem::take(&mut self.views));
     }
 }

@@ -7,33 +7,23 @@
 //! clips look like trained ones.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use gdt_formats::dataset::Dataset;
+pub use gdt_formats::dataset::RecordInfo;
 
 use super::augment::{AudioAugment, VideoAugment};
 use super::batch::BatchShape;
-use super::loader::LoadError;
+use super::error::LoadError;
 use super::sampler::view_stream;
 use super::view::{RecordViews, Render, ViewScratch};
 
-/// What evaluation needs to know about a record up front.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RecordInfo {
-    /// Stored frames (at the dataset's fps).
-    pub frames: usize,
-    /// Its label's index, if it has one.
-    pub label: Option<u32>,
-    /// Its split (`train`, `test`, ...), if the dataset has splits.
-    pub split: Option<String>,
-}
-
 /// Reads clips of a dataset's records at chosen frames, centre-cropped, without randomness.
 pub struct ClipReader {
-    ds: Dataset,
+    ds: Arc<Dataset>,
     shape: BatchShape,
     video: VideoAugment,
     audio: AudioAugment,
-    records: Vec<RecordInfo>,
     scratch: ViewScratch,
 }
 
@@ -41,7 +31,13 @@ impl ClipReader {
     /// `crop` is taken centred after scaling the short side to `crop * 128 / 112`, the
     /// test-time counterpart of the training scale jitter U(128, 160) for a 112 crop.
     pub fn open(dataset: impl AsRef<Path>, clip: usize, crop: u32) -> Result<ClipReader, LoadError> {
-        let ds = Dataset::open(dataset.as_ref())?;
+        ClipReader::shared(Arc::new(Dataset::open(dataset.as_ref())?), clip, crop)
+    }
+
+    /// [`ClipReader::open`] on a dataset that is already open (its record index is shared).
+    /// Every record's label and split must be readable: evaluation decides with them which
+    /// records are train and test.
+    pub fn shared(ds: Arc<Dataset>, clip: usize, crop: u32) -> Result<ClipReader, LoadError> {
         let p = &ds.manifest.params;
         if crop > p.short_side {
             return Err(LoadError::Config(format!(
@@ -49,19 +45,13 @@ impl ClipReader {
                 p.short_side
             )));
         }
-        let shape = BatchShape::for_dataset(p, 1, clip, crop as usize);
-        let mut records = Vec::with_capacity(ds.len());
-        for shard in &ds.shards {
-            for r in 0..shard.len() {
-                let view = shard.record(r)?;
-                let meta = view.meta()?;
-                records.push(RecordInfo {
-                    frames: view.entry().frames as usize,
-                    label: meta.label_index,
-                    split: meta.split,
-                });
-            }
+        if let Some(u) = ds.index().unreadable().first() {
+            return Err(LoadError::Config(format!(
+                "{}: evaluation needs every record's label and split",
+                u.error
+            )));
         }
+        let shape = BatchShape::for_dataset(p, 1, clip, crop as usize);
         let scale = (crop as f32 * 128.0 / 112.0).min(p.short_side as f32);
         Ok(ClipReader {
             ds,
@@ -74,14 +64,13 @@ impl ClipReader {
                 color_jitter: None,
             },
             audio: AudioAugment::off(),
-            records,
             scratch: ViewScratch::new(Render::Augment)?,
         })
     }
 
     /// What each record holds, by global record number.
     pub fn records(&self) -> &[RecordInfo] {
-        &self.records
+        self.ds.index().records()
     }
 
     /// The dataset read from.
@@ -96,7 +85,7 @@ impl ClipReader {
 
     /// `n` clip starts spread evenly from the record's first to its last possible start.
     pub fn uniform_starts(&self, record: usize, n: usize) -> Vec<usize> {
-        let last = self.records[record].frames.saturating_sub(self.shape.clip);
+        let last = self.records()[record].frames.saturating_sub(self.shape.clip);
         if n <= 1 {
             return vec![last / 2];
         }

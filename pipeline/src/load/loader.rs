@@ -28,38 +28,14 @@ use std::time::Duration;
 
 use crossbeam::channel::{bounded, Receiver};
 use gdt_formats::dataset::Dataset;
-use gdt_formats::FormatError;
 
 use super::augment::{AudioAugment, VideoAugment};
 use super::batch::{Batch, BatchShape, Pool, ViewMeta};
+pub use super::error::LoadError;
+use super::host::{Heap, HostMemory};
 use super::sampler::{shifts_stream, time_shifts, view_stream, EpochPlan, Epochs};
+use super::settings::LoaderSettings;
 use super::view::{RecordViews, Render, ViewScratch};
-
-/// Why the loader could not give a batch.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The dataset or a shard could not be opened, or a blob failed its checksum.
-    #[error(transparent)]
-    Format(#[from] FormatError),
-    /// A record cannot give the views asked for.
-    #[error("{shard}: record {record} (dataset record {global}): {what}")]
-    Record {
-        /// Its shard.
-        shard: PathBuf,
-        /// Its number within the shard.
-        record: usize,
-        /// Its number in the dataset.
-        global: u32,
-        /// Why.
-        what: String,
-    },
-    /// A worker thread failed (or panicked) outside any one record.
-    #[error("loader worker failed: {0}")]
-    Worker(String),
-    /// The loader's settings do not fit together or the dataset.
-    #[error("invalid loader settings: {0}")]
-    Config(String),
-}
 
 /// Where a loader is: the next batch it would yield.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -108,87 +84,108 @@ pub struct Skipped {
     pub error: String,
 }
 
-/// How to load: set what differs from the defaults (the reference setup), then `build`.
+/// Where a loader reads from: a dataset directory it opens, or a dataset already open
+/// (shared with its record index, so nothing is read twice).
+#[derive(Clone)]
+enum Source {
+    Path(PathBuf),
+    Open(Arc<Dataset>),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Path(p) => write!(f, "{}", p.display()),
+            Source::Open(ds) => write!(f, "{} (open)", ds.dir.display()),
+        }
+    }
+}
+
+/// How to load: [`LoaderSettings`] (the reference setup unless changed) and where this
+/// loader stands (seed, epochs, rank, resume point), then `build`.
 #[derive(Clone, Debug)]
 pub struct LoaderBuilder {
-    dataset: PathBuf,
-    batch_size: usize,
-    shifts: usize,
-    reversal: bool,
-    clip: usize,
-    threads: usize,
-    prefetch: usize,
+    source: Source,
+    settings: LoaderSettings,
     seed: u64,
     start: LoaderState,
     epochs: u64,
     rank: usize,
     world: usize,
-    video: VideoAugment,
+    /// Replaces the settings' crop, scale and colour jitter (and the flip probability).
+    video: Option<VideoAugment>,
     audio: AudioAugment,
     drop_last: bool,
-    min_gap: usize,
-    strict: bool,
-    normalised: bool,
     render: Render,
-    splits: Vec<String>,
+    readahead: bool,
+    memory: Arc<dyn HostMemory>,
     /// A worker panics on this record: how the tests reach the panic path.
     #[cfg(test)]
     panic_at_record: Option<u32>,
 }
 
 impl LoaderBuilder {
-    /// The defaults for a dataset directory: batch 8, 2 shifts x forward/reversed, 30-frame clips, all cores.
+    /// A dataset directory with the default settings (see [`LoaderSettings`]).
     pub fn new(dataset: impl AsRef<Path>) -> LoaderBuilder {
+        LoaderBuilder::from_source(Source::Path(dataset.as_ref().to_path_buf()))
+    }
+
+    /// A dataset that is already open: the loader shares it, and its record index, with
+    /// whoever opened it.
+    pub fn open(dataset: Arc<Dataset>) -> LoaderBuilder {
+        LoaderBuilder::from_source(Source::Open(dataset))
+    }
+
+    fn from_source(source: Source) -> LoaderBuilder {
         LoaderBuilder {
-            dataset: dataset.as_ref().to_path_buf(),
-            batch_size: 8,
-            shifts: 2,
-            reversal: true,
-            clip: 30,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            prefetch: 4,
+            source,
+            settings: LoaderSettings::default(),
             seed: 0,
             start: LoaderState { epoch: 0, batch: 0 },
             epochs: 1,
             rank: 0,
             world: 1,
-            video: VideoAugment::default(),
+            video: None,
             audio: AudioAugment::default(),
             drop_last: true,
-            min_gap: 0,
-            strict: false,
-            normalised: false,
             render: Render::Augment,
-            splits: Vec::new(),
+            readahead: true,
+            memory: Arc::new(Heap),
             #[cfg(test)]
             panic_at_record: None,
         }
     }
 
+    /// Every setting at once (the setters below change one each).
+    pub fn settings(mut self, settings: &LoaderSettings) -> Self {
+        self.settings = settings.clone();
+        self
+    }
+
     /// Records per batch (each gives `shifts x (2 if reversal else 1)` views).
     pub fn batch_size(mut self, n: usize) -> Self {
-        self.batch_size = n;
+        self.settings.batch_size = n;
         self
     }
     /// Time shifts per record (K_tau, default 2) and whether each gets a reversed view.
     pub fn views(mut self, shifts: usize, reversal: bool) -> Self {
-        self.shifts = shifts;
-        self.reversal = reversal;
+        self.settings.shifts = Some(shifts);
+        self.settings.reversal = Some(reversal);
         self
     }
     /// Clip length in frames (default 30: one second).
     pub fn clip(mut self, frames: usize) -> Self {
-        self.clip = frames;
+        self.settings.clip = frames;
         self
     }
     /// Worker threads (default: all cores).
     pub fn threads(mut self, n: usize) -> Self {
-        self.threads = n;
+        self.settings.threads = Some(n);
         self
     }
     /// Batches in flight at most (built or being built, not yet taken).
     pub fn prefetch(mut self, n: usize) -> Self {
-        self.prefetch = n;
+        self.settings.prefetch = n;
         self
     }
     /// Seed of every draw: the same seed gives the same batches.
@@ -220,9 +217,10 @@ impl LoaderBuilder {
         self.world = world;
         self
     }
-    /// Video augmentation (default: the reference's).
+    /// Video augmentation, replacing the settings' crop, scale range and colour jitter
+    /// (default: the reference's at the settings' crop).
     pub fn video_augment(mut self, a: VideoAugment) -> Self {
-        self.video = a;
+        self.video = Some(a);
         self
     }
     /// Audio augmentation (default: the reference's).
@@ -237,12 +235,12 @@ impl LoaderBuilder {
     }
     /// Minimum distance between a record's time shifts, frames.
     pub fn min_gap(mut self, frames: usize) -> Self {
-        self.min_gap = frames;
+        self.settings.min_gap = frames;
         self
     }
     /// Fail the batch on a damaged record instead of skipping it.
     pub fn strict(mut self, yes: bool) -> Self {
-        self.strict = yes;
+        self.settings.strict = yes;
         self
     }
     /// Benchmark floor: read and decompress the same chunks and fill the same output bytes
@@ -251,89 +249,67 @@ impl LoaderBuilder {
         self.render = if yes { Render::Floor } else { Render::Augment };
         self
     }
+    /// Read ahead in loader order (default: on): before building a batch, a worker asks the
+    /// kernel (`madvise(MADV_WILLNEED)`) to bring into the page cache the bytes of the batch
+    /// one window later, so that on a dataset that is not cached the disk works ahead of
+    /// the workers. Batches are the same either way.
+    pub fn readahead(mut self, yes: bool) -> Self {
+        self.readahead = yes;
+        self
+    }
+    /// Where batch buffers come from (default: the heap). A trainer that copies batches to a
+    /// GPU gives page-locked memory, so the copy needs no staging (see [`HostMemory`]).
+    pub fn host_memory(mut self, memory: Arc<dyn HostMemory>) -> Self {
+        self.memory = memory;
+        self
+    }
     /// Serve only records of these splits (`train`, ...), so that pretraining never sees
     /// the records evaluation holds out. Empty (the default): every record.
     pub fn splits(mut self, names: Vec<String>) -> Self {
-        self.splits = names;
-        self
-    }
-    /// Also produce normalised f32 video (mean 0.45, std 0.225).
-    pub fn normalised_video(mut self, yes: bool) -> Self {
-        self.normalised = yes;
+        self.settings.splits = Some(names);
         self
     }
 
-    /// Opens the dataset and starts the workers.
+    /// Opens the dataset (unless it is open already) and starts the workers.
     ///
     /// The dataset's shards are memory-mapped (see `Dataset::open`): they must not be
     /// rewritten or truncated while the loader runs, or the process may crash with SIGBUS.
     /// gdt never modifies a finished shard.
     pub fn build(self) -> Result<Loader, LoadError> {
-        let bad = |m: &str| Err(LoadError::Config(m.to_string()));
-        if self.batch_size == 0
-            || self.shifts == 0
-            || self.clip == 0
-            || self.threads == 0
-            || self.prefetch == 0
-        {
-            return bad("batch size, shifts, clip, threads and prefetch must be at least 1");
-        }
-        if self.world == 0 || self.rank >= self.world {
-            return bad("rank must be below world");
-        }
-        let ds = Dataset::open(&self.dataset)?;
-        let p = &ds.manifest.params;
-        let views = self.shifts * if self.reversal { 2 } else { 1 };
-        let shape = BatchShape::for_dataset(p, views, self.clip, self.video.crop as usize);
-        if self.video.crop > p.short_side {
-            return bad("crop is larger than the stored short side");
-        }
-        // Labels and the records served once, up front: the hot path never parses metadata.
-        let mut labels = Vec::with_capacity(ds.len());
-        let mut records = Vec::with_capacity(ds.len());
-        for s in &ds.shards {
-            for r in 0..s.len() {
-                let meta = s.record(r)?.meta().ok();
-                let wanted = self.splits.is_empty()
-                    || meta
-                        .as_ref()
-                        .and_then(|m| m.split.as_ref())
-                        .is_some_and(|split| self.splits.contains(split));
-                if wanted {
-                    records.push(labels.len() as u32);
-                }
-                labels.push(meta.and_then(|m| m.label_index));
-            }
-        }
-        if records.is_empty() && !labels.is_empty() {
-            return Err(LoadError::Config(format!(
-                "{}: no record of split {} (the manifest's split column)",
-                self.dataset.display(),
-                self.splits.join(" or ")
-            )));
-        }
+        let ds = match &self.source {
+            Source::Path(p) => Arc::new(Dataset::open(p)?),
+            Source::Open(ds) => ds.clone(),
+        };
+        let cfg = self.resolve(&ds)?;
+        let records = served_records(&ds, &cfg.splits)?;
         let epochs = Epochs {
             records: records.len(),
-            seed: self.seed,
+            seed: cfg.seed,
             rank: self.rank,
             world: self.world,
-            batch_size: self.batch_size,
+            batch_size: self.settings.batch_size,
             drop_last: self.drop_last,
         };
-        let per_epoch = epochs.plan(self.start.epoch).batches as u64;
+        let per_epoch = epochs.plan(cfg.start.epoch).batches as u64;
         if per_epoch == 0 {
-            return bad("the dataset has fewer records per rank than one batch");
+            return Err(LoadError::Config(
+                "the dataset has fewer records per rank than one batch".into(),
+            ));
         }
-        if self.start.batch as u64 > per_epoch {
-            return bad("resume point is past the end of its epoch");
+        if cfg.start.batch as u64 > per_epoch {
+            return Err(LoadError::Config(
+                "resume point is past the end of its epoch".into(),
+            ));
         }
-        let total = self.epochs * per_epoch - self.start.batch as u64;
-        let window = self.prefetch.max(self.threads);
+        let total = self.epochs * per_epoch - cfg.start.batch as u64;
+        let window = cfg.prefetch.max(cfg.threads);
+        let shape = cfg.shape;
+        let threads = cfg.threads;
+        let pool = Pool::new(window + 4, self.memory.clone(), &shape, self.settings.batch_size)?;
         let shared = Arc::new(Shared {
             ds,
-            labels,
             records,
-            cfg: self,
+            cfg,
             epochs,
             shape,
             per_epoch,
@@ -342,12 +318,12 @@ impl LoaderBuilder {
             next_claim: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             stop: AtomicBool::new(false),
-            pool: Pool::new(window + 4),
+            pool,
             skipped: Mutex::new(Vec::new()),
             stats: LoaderStats::default(),
         });
         let (tx, rx) = bounded(window);
-        let workers = (0..shared.cfg.threads)
+        let workers = (0..threads)
             .map(|i| {
                 let (shared, tx) = (shared.clone(), tx.clone());
                 std::thread::Builder::new()
@@ -364,14 +340,96 @@ impl LoaderBuilder {
             workers,
         })
     }
+
+    /// The settings made concrete for `ds`, or why they do not fit it.
+    fn resolve(&self, ds: &Dataset) -> Result<Resolved, LoadError> {
+        let bad = |m: &str| Err(LoadError::Config(m.to_string()));
+        let s = &self.settings;
+        let (shifts, reversal) = s.layout();
+        let threads = s.thread_count();
+        if s.batch_size == 0 || shifts == 0 || s.clip == 0 || threads == 0 || s.prefetch == 0 {
+            return bad("batch size, shifts, clip, threads and prefetch must be at least 1");
+        }
+        if self.world == 0 || self.rank >= self.world {
+            return bad("rank must be below world");
+        }
+        let video = self.video.clone().unwrap_or_else(|| s.video_augment());
+        let p = &ds.manifest.params;
+        if video.crop > p.short_side {
+            return bad("crop is larger than the stored short side");
+        }
+        let views = shifts * if reversal { 2 } else { 1 };
+        Ok(Resolved {
+            shape: BatchShape::for_dataset(p, views, s.clip, video.crop as usize),
+            seed: self.seed,
+            start: self.start,
+            shifts,
+            reversal,
+            clip: s.clip,
+            threads,
+            prefetch: s.prefetch,
+            min_gap: s.min_gap,
+            strict: s.strict,
+            splits: s.served_splits().to_vec(),
+            video,
+            audio: self.audio.clone(),
+            render: self.render,
+            readahead: self.readahead,
+            #[cfg(test)]
+            panic_at_record: self.panic_at_record,
+        })
+    }
+}
+
+/// The records a loader serves: every record, or those of the chosen splits (from the
+/// dataset's record index, so the hot path never parses metadata).
+fn served_records(ds: &Dataset, splits: &[String]) -> Result<Vec<u32>, LoadError> {
+    let index = ds.index().records();
+    let records: Vec<u32> = (0..index.len() as u32)
+        .filter(|&r| {
+            splits.is_empty()
+                || index[r as usize]
+                    .split
+                    .as_ref()
+                    .is_some_and(|split| splits.contains(split))
+        })
+        .collect();
+    if records.is_empty() && !index.is_empty() {
+        return Err(LoadError::Config(format!(
+            "{}: no record of split {} (the manifest's split column)",
+            ds.dir.display(),
+            splits.join(" or ")
+        )));
+    }
+    Ok(records)
+}
+
+/// A loader's settings made concrete: what the workers read.
+struct Resolved {
+    shape: BatchShape,
+    seed: u64,
+    start: LoaderState,
+    shifts: usize,
+    reversal: bool,
+    clip: usize,
+    threads: usize,
+    prefetch: usize,
+    min_gap: usize,
+    strict: bool,
+    splits: Vec<String>,
+    video: VideoAugment,
+    audio: AudioAugment,
+    render: Render,
+    readahead: bool,
+    #[cfg(test)]
+    panic_at_record: Option<u32>,
 }
 
 struct Shared {
-    ds: Dataset,
-    labels: Vec<Option<u32>>,
+    ds: Arc<Dataset>,
     /// The records served (all, or those of the chosen splits); epochs shuffle positions in it.
     records: Vec<u32>,
-    cfg: LoaderBuilder,
+    cfg: Resolved,
     epochs: Epochs,
     shape: BatchShape,
     per_epoch: u64,
@@ -532,6 +590,8 @@ struct Scratch {
     views: ViewScratch,
     starts: Vec<usize>,
     plan: Option<(u64, EpochPlan)>,
+    /// The plan of the epoch read ahead in (the next one, near an epoch's end).
+    ahead: Option<(u64, EpochPlan)>,
 }
 
 fn worker(shared: &Shared, tx: crossbeam::channel::Sender<Item>) {
@@ -540,6 +600,7 @@ fn worker(shared: &Shared, tx: crossbeam::channel::Sender<Item>) {
             views,
             starts: vec![0; shared.cfg.shifts],
             plan: None,
+            ahead: None,
         },
         Err(e) => {
             let _ = tx.send((0, Err(e)));
@@ -561,6 +622,9 @@ fn worker(shared: &Shared, tx: crossbeam::channel::Sender<Item>) {
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
+        if shared.cfg.readahead {
+            read_ahead(shared, seq + shared.window, &mut scratch);
+        }
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             build_batch(shared, seq, &mut scratch)
         }))
@@ -580,21 +644,49 @@ fn worker(shared: &Shared, tx: crossbeam::channel::Sender<Item>) {
     }
 }
 
+/// Asks the kernel to bring in what batch `seq` will read (see [`LoaderBuilder::readahead`]):
+/// the same records and time shifts its worker will draw. A hint only: a record that cannot
+/// be opened is left to the worker that builds the batch to report.
+fn read_ahead(shared: &Shared, seq: u64, s: &mut Scratch) {
+    if seq >= shared.total {
+        return;
+    }
+    let cfg = &shared.cfg;
+    let LoaderState { epoch, batch } = shared.position(seq);
+    if s.ahead.as_ref().is_none_or(|(e, _)| *e != epoch) {
+        s.ahead = Some((epoch, shared.epochs.plan(epoch)));
+    }
+    let plan = &s.ahead.as_ref().expect("set above").1;
+    for &position in plan.batch(batch) {
+        let record = shared.records[position as usize];
+        let Ok(rv) = RecordViews::open(&shared.ds, record as usize) else {
+            continue;
+        };
+        let frames = rv.entry().frames as usize;
+        if frames < cfg.clip {
+            continue;
+        }
+        let mut rng = shifts_stream(cfg.seed, epoch, record as u64);
+        time_shifts(&mut rng, frames, cfg.clip, cfg.shifts, cfg.min_gap, &mut s.starts);
+        rv.will_need(&s.starts, cfg.clip);
+    }
+}
+
 fn build_batch(shared: &Shared, seq: u64, s: &mut Scratch) -> Result<Batch, LoadError> {
     let cfg = &shared.cfg;
     let LoaderState { epoch, batch: index } = shared.position(seq);
     if s.plan.as_ref().is_none_or(|(e, _)| *e != epoch) {
         s.plan = Some((epoch, shared.epochs.plan(epoch)));
     }
-    let mut batch = Batch::take(&shared.pool, epoch, index, shared.shape, cfg.normalised);
+    let mut batch = Batch::take(&shared.pool, epoch, index, shared.shape)?;
     let plan = &s.plan.as_ref().expect("set above").1;
     let records = plan.batch(index).len();
     // Views write straight into their slots. A pooled buffer keeps its length from the last
     // batch, so a full batch never zero-fills (1.1 MB per view at the defaults) what it is
     // about to overwrite; a batch that skipped a record is cut to what it holds at the end.
     let views = records * shared.shape.views;
-    batch.video.resize(views * shared.shape.video_per_view(), 0);
-    batch.audio.resize(views * shared.shape.audio_per_view(), 0.0);
+    batch.video.set_len(views * shared.shape.video_per_view());
+    batch.audio.set_len(views * shared.shape.audio_per_view());
     for i in 0..records {
         let record = shared.records[s.plan.as_ref().expect("set above").1.batch(index)[i] as usize];
         let before = batch.views.len();
@@ -613,14 +705,10 @@ fn build_batch(shared: &Shared, seq: u64, s: &mut Scratch) -> Result<Batch, Load
     }
     batch
         .video
-        .truncate(batch.views.len() * shared.shape.video_per_view());
+        .set_len(batch.views.len() * shared.shape.video_per_view());
     batch
         .audio
-        .truncate(batch.views.len() * shared.shape.audio_per_view());
-    if let Some(out) = batch.video_f32.as_mut() {
-        out.clear();
-        out.extend(batch.video.iter().map(|&v| (v as f32 / 255.0 - 0.45) / 0.225));
-    }
+        .set_len(batch.views.len() * shared.shape.audio_per_view());
     Ok(batch)
 }
 
@@ -685,7 +773,7 @@ fn add_record(
             lap(&stats.audio_ns, clock);
             batch.views.push(ViewMeta {
                 record,
-                label: shared.labels[record as usize],
+                label: shared.ds.index().records()[record as usize].label,
                 shift: k as u8,
                 start_frame: start as u32,
                 audio_start: audio_start as u32,

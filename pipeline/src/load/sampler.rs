@@ -247,11 +247,11 @@ mod tests {
 pub fn aligned_audio_start(
     start: usize,
     per_frame: f64,
-    spec_frames: usize,
+    mel_frames: usize,
     audio_frames: usize,
 ) -> Option<usize> {
     let aligned = (start as f64 * per_frame).round() as usize;
-    let last_start = spec_frames.checked_sub(audio_frames)?;
+    let last_start = mel_frames.checked_sub(audio_frames)?;
     if aligned <= last_start {
         Some(aligned)
     } else if aligned <= last_start + 2 {

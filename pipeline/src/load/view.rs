@@ -14,7 +14,7 @@ use gdt_formats::field::frames::ChunkDecoder;
 use gdt_formats::shard::{RecordEntry, RecordView};
 
 use super::augment::{crop_resize, AudioAugment, AudioDraw, ResizeScratch, VideoAugment, VideoDraw};
-use super::loader::LoadError;
+use super::error::LoadError;
 use super::sampler::aligned_audio_start;
 
 /// Per-thread buffers for rendering views, reused for every record, and how views are made.
@@ -22,10 +22,10 @@ pub struct ViewScratch {
     render: Render,
     decoder: ChunkDecoder,
     frames: Vec<u8>,
-    spec: Vec<f32>,
-    /// The record whose spectrogram `spec` holds: every view of a record slices the same
+    mel: Vec<f32>,
+    /// The record whose spectrogram `mel` holds: every view of a record slices the same
     /// decoded spectrogram instead of decompressing it again.
-    spec_of: Option<usize>,
+    mel_of: Option<usize>,
     resize: ResizeScratch,
 }
 
@@ -36,8 +36,8 @@ impl ViewScratch {
             render,
             decoder: ChunkDecoder::new().map_err(|e| LoadError::Worker(format!("zstd context: {e}")))?,
             frames: Vec::new(),
-            spec: Vec::new(),
-            spec_of: None,
+            mel: Vec::new(),
+            mel_of: None,
             resize: ResizeScratch::default(),
         })
     }
@@ -94,12 +94,27 @@ impl<'d> RecordViews<'d> {
         }
     }
 
+    /// Asks the kernel to bring into the page cache what views at clip starts `starts` will
+    /// read: the frame chunks of each clip and the spectrogram (see [`Shard::will_need`]).
+    ///
+    /// [`Shard::will_need`]: gdt_formats::shard::Shard::will_need
+    pub fn will_need(&self, starts: &[usize], clip: usize) {
+        let shard = self.record.shard();
+        let (offset, len) = self.record.spectrogram_range();
+        shard.will_need(offset, len as u64);
+        for &start in starts {
+            for (offset, len) in self.record.frame_ranges(start, clip) {
+                shard.will_need(offset, len as u64);
+            }
+        }
+    }
+
     /// Decodes the record's spectrogram into `s`, unless it is there already.
     pub fn read_spectrogram(&self, s: &mut ViewScratch) -> Result<(), LoadError> {
-        if s.spec_of != Some(self.global) {
-            s.spec_of = None; // a failed decode must not leave a half-valid cache
-            self.record.spectrogram_into(&mut s.decoder, &mut s.spec)?;
-            s.spec_of = Some(self.global);
+        if s.mel_of != Some(self.global) {
+            s.mel_of = None; // a failed decode must not leave a half-valid cache
+            self.record.spectrogram_into(&mut s.decoder, &mut s.mel)?;
+            s.mel_of = Some(self.global);
         }
         Ok(())
     }
@@ -115,11 +130,11 @@ impl<'d> RecordViews<'d> {
     /// `start`.
     pub fn audio_start(&self, start: usize, audio_frames: usize) -> Result<usize, LoadError> {
         let e = self.entry();
-        aligned_audio_start(start, self.spec_per_frame, e.spec_frames as usize, audio_frames).ok_or_else(
+        aligned_audio_start(start, self.spec_per_frame, e.mel_frames as usize, audio_frames).ok_or_else(
             || {
                 self.error(format!(
                     "spectrogram has {} frames, too few for the clip at frame {start}",
-                    e.spec_frames
+                    e.mel_frames
                 ))
             },
         )
@@ -166,8 +181,8 @@ impl<'d> RecordViews<'d> {
         let e = self.entry();
         match s.render {
             Render::Augment => aug.apply(
-                &s.spec,
-                e.spec_frames as usize,
+                &s.mel,
+                e.mel_frames as usize,
                 e.mels as usize,
                 audio_start,
                 out.len() / e.mels as usize,
@@ -177,7 +192,7 @@ impl<'d> RecordViews<'d> {
             ),
             Render::Floor => {
                 let from = audio_start * e.mels as usize;
-                out.copy_from_slice(&s.spec[from..from + out.len()]);
+                out.copy_from_slice(&s.mel[from..from + out.len()]);
             }
         }
     }

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use gdt_formats::dataset::{DatasetManifest, InputTally};
+use gdt_formats::dataset::{DatasetManifest, InputCounts, InputTally};
 use gdt_formats::params::PackParams;
 use gdt_formats::{FileError, FormatError};
 use serde::{Deserialize, Serialize};
@@ -144,18 +144,11 @@ pub struct Outcome {
     pub detail: Option<String>,
     /// Its label.
     pub label: Option<String>,
-    /// Records it gave.
-    pub records: usize,
-    /// Frames stored.
-    pub frames: u64,
-    /// Seconds of video stored.
-    pub seconds: f64,
-    /// Its frames as raw u8.
-    pub raw_frame_bytes: u64,
+    /// What it gave (zero when skipped).
+    #[serde(flatten)]
+    pub counts: InputCounts,
     /// What its records take in the shard.
     pub stored_bytes: u64,
-    /// The size of its file.
-    pub source_bytes: u64,
     /// Shard holding the records.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub shard: Option<usize>,
@@ -380,11 +373,7 @@ impl Outcome {
                 Status::Packed => None,
                 Status::Skipped => Some(self.reason.clone().unwrap_or_default()),
             },
-            records: self.records,
-            frames: self.frames,
-            seconds: self.seconds,
-            raw_frame_bytes: self.raw_frame_bytes,
-            source_bytes: self.source_bytes,
+            counts: self.counts,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One input, decoded into windows, analysed and compressed into records on a worker
 //! thread, or the reason it was skipped.
 
+use gdt_formats::dataset::InputCounts;
 use gdt_formats::field::meta::{AudioOrigin, RecordMeta};
 use gdt_formats::shard::EncodedRecord;
 
@@ -23,12 +24,8 @@ fn skipped(input: &PackInput, reason: &str, detail: String) -> Processed {
             reason: Some(reason.to_string()),
             detail: Some(detail),
             label: input.label.clone(),
-            records: 0,
-            frames: 0,
-            seconds: 0.0,
-            raw_frame_bytes: 0,
+            counts: InputCounts::default(),
             stored_bytes: 0,
-            source_bytes: 0,
             shard: None,
         },
         records: vec![],
@@ -129,7 +126,7 @@ pub(super) fn process(
             Some(a) => a.clone(),
             None => vec![0.0; (w.frame_count as f64 / p.fps as f64 * p.sample_rate as f64).round() as usize],
         };
-        let (spec, spec_frames) = mels.compute(&samples);
+        let (mel, mel_frames) = mels.compute(&samples);
         let meta = RecordMeta {
             source: input.source.clone(),
             label: input.label.clone(),
@@ -151,7 +148,7 @@ pub(super) fn process(
                 AudioOrigin::Silence
             },
         };
-        match EncodedRecord::encode(&meta, &w.frames, w.width, w.height, &spec, spec_frames as u32, p) {
+        match EncodedRecord::encode(&meta, &w.frames, w.width, w.height, &mel, mel_frames as u32, p) {
             Ok(r) => records.push(r),
             Err(e) => {
                 return skipped(
@@ -171,12 +168,14 @@ pub(super) fn process(
             reason: None,
             detail: None,
             label: input.label.clone(),
-            records: records.len(),
-            frames,
-            seconds: frames as f64 / p.fps as f64,
-            raw_frame_bytes: raw,
+            counts: InputCounts {
+                records: records.len(),
+                frames,
+                seconds: frames as f64 / p.fps as f64,
+                raw_frame_bytes: raw,
+                source_bytes,
+            },
             stored_bytes: 0,
-            source_bytes,
             shard: None,
         },
         records,

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::class::CLASSES;
-use super::scene::VideoSpec;
+use super::scene::Scenario;
 
 /// The container (and with it the codecs) a synthetic video is written as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,7 +184,7 @@ pub struct PlannedVideo {
     /// Its split.
     pub split: Split,
     /// What to render.
-    pub spec: VideoSpec,
+    pub scenario: Scenario,
 }
 
 /// Plans the corpus. Deterministic in `config` (seed included).
@@ -216,7 +216,7 @@ pub fn plan(config: &CorpusConfig) -> Vec<PlannedVideo> {
             // the other videos does not depend on the container list.
             let vfr_draw = rng.random_bool(config.vfr_fraction);
             let variable_frame_rate = vfr_draw && container != Container::Avi;
-            let spec = VideoSpec {
+            let scenario = Scenario {
                 seed: rng.random(),
                 width,
                 height,
@@ -234,7 +234,7 @@ pub fn plan(config: &CorpusConfig) -> Vec<PlannedVideo> {
                 container,
                 label_name: CLASSES[label].name.to_string(),
                 split,
-                spec,
+                scenario,
             }
         })
         .collect()
@@ -273,16 +273,16 @@ mod tests {
             serde_json::to_string(&b).unwrap()
         );
         for c in 0..config.classes {
-            let of_class: Vec<_> = a.iter().filter(|v| v.spec.label == c).collect();
+            let of_class: Vec<_> = a.iter().filter(|v| v.scenario.label == c).collect();
             assert_eq!(of_class.len(), 10);
             assert_eq!(of_class.iter().filter(|v| v.split == Split::Test).count(), 2);
         }
-        let fps: std::collections::BTreeSet<u32> = a.iter().map(|v| v.spec.fps).collect();
+        let fps: std::collections::BTreeSet<u32> = a.iter().map(|v| v.scenario.fps).collect();
         assert_eq!(fps.len(), 3);
-        assert!(a.iter().all(|v| (2.0..=12.0).contains(&v.spec.duration_s)));
-        assert!(a.iter().any(|v| v.spec.channels == 1) && a.iter().any(|v| v.spec.channels == 2));
+        assert!(a.iter().all(|v| (2.0..=12.0).contains(&v.scenario.duration_s)));
+        assert!(a.iter().any(|v| v.scenario.channels == 1) && a.iter().any(|v| v.scenario.channels == 2));
         let other = plan(&CorpusConfig { seed: 10, ..config });
-        assert_ne!(a[0].spec, other[0].spec);
+        assert_ne!(a[0].scenario, other[0].scenario);
     }
 
     #[test]

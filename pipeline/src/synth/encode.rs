@@ -88,7 +88,7 @@ fn encode(
     scene: &Scene,
     options: &EncodeOptions,
 ) -> Result<(), SynthError> {
-    let spec = scene.spec();
+    let scenario = scene.scenario();
     let err = |what: &'static str| {
         let path: PathBuf = tmp.to_path_buf();
         move |source: ff::Error| SynthError::Encode {
@@ -97,7 +97,7 @@ fn encode(
             source,
         }
     };
-    if container == Container::Avi && spec.variable_frame_rate {
+    if container == Container::Avi && scenario.variable_frame_rate {
         return Err(SynthError::Unsupported {
             path: tmp.to_path_buf(),
             reason: "AVI cannot carry a variable frame rate".into(),
@@ -122,25 +122,25 @@ fn encode(
     // Video stream.
     let pixel = Pixel::YUV420P;
     let vcodec = find(video_name)?;
-    let video_tb = if spec.variable_frame_rate {
+    let video_tb = if scenario.variable_frame_rate {
         Rational(1, VFR_TIME_BASE as i32)
     } else {
-        Rational(1, spec.fps as i32)
+        Rational(1, scenario.fps as i32)
     };
     let mut venc = codec::context::Context::new_with_codec(vcodec)
         .encoder()
         .video()
         .map_err(err("creating the video encoder"))?;
-    venc.set_width(spec.width);
-    venc.set_height(spec.height);
+    venc.set_width(scenario.width);
+    venc.set_height(scenario.height);
     venc.set_format(pixel);
     venc.set_time_base(video_tb);
-    venc.set_frame_rate(Some(Rational(spec.fps as i32, 1)));
+    venc.set_frame_rate(Some(Rational(scenario.fps as i32, 1)));
     if let Some((space, range)) = options.colour {
         venc.set_colorspace(space);
         venc.set_color_range(range);
     }
-    venc.set_gop(spec.fps * 2);
+    venc.set_gop(scenario.fps * 2);
     if global_header {
         venc.set_flags(codec::Flags::GLOBAL_HEADER);
     }
@@ -175,7 +175,7 @@ fn encode(
 
     // Audio stream.
     let acodec = find(audio_name)?;
-    let channels = spec.channels as usize;
+    let channels = scenario.channels as usize;
     let layout = match channels {
         1 => ChannelLayout::MONO,
         2 => ChannelLayout::STEREO,
@@ -187,12 +187,12 @@ fn encode(
             })
         }
     };
-    let audio_tb = Rational(1, spec.sample_rate as i32);
+    let audio_tb = Rational(1, scenario.sample_rate as i32);
     let mut aenc = codec::context::Context::new_with_codec(acodec)
         .encoder()
         .audio()
         .map_err(err("creating the audio encoder"))?;
-    aenc.set_rate(spec.sample_rate as i32);
+    aenc.set_rate(scenario.sample_rate as i32);
     aenc.set_channel_layout(layout);
     aenc.set_channels(channels as i32);
     aenc.set_format(sample_format);
@@ -222,7 +222,7 @@ fn encode(
     let video_stream_tb = octx.stream(video_index).expect("stream added above").time_base();
     let audio_stream = audio_index.map(|i| (i, octx.stream(i).expect("stream added above").time_base()));
 
-    let (w, h) = (spec.width, spec.height);
+    let (w, h) = (scenario.width, scenario.height);
     let mut scaler = software::scaling::Context::get(
         Pixel::RGB24,
         w,
@@ -236,14 +236,14 @@ fn encode(
     if let Some((space, range)) = options.colour {
         SourceColour::tagged(space, range, pixel, w, h).set_for_encoding(&mut scaler);
     }
-    let mut rgb = frame::Video::new(Pixel::RGB24, w, h);
+    let mut rgb = zeroed_frame(Pixel::RGB24, w, h);
     let mut canvas = vec![0u8; (w * h * 3) as usize];
 
     let mut audio = scene.render_audio();
     if options.no_audio {
         audio.clear();
     } else if let Some(seconds) = options.audio_seconds {
-        audio.truncate((seconds * spec.sample_rate as f64) as usize * channels);
+        audio.truncate((seconds * scenario.sample_rate as f64) as usize * channels);
     }
     let total_samples = audio.len() / channels;
     let chunk = match aenc.frame_size() {
@@ -253,7 +253,7 @@ fn encode(
     let times = scene.frame_times();
     // Each frame's pts in the encoder's time base, plus one past the end: packets get their
     // true durations, so containers report the right frame rate and duration.
-    let mut frame_ticks: Vec<i64> = if spec.variable_frame_rate {
+    let mut frame_ticks: Vec<i64> = if scenario.variable_frame_rate {
         times
             .iter()
             .map(|t| (t * VFR_TIME_BASE as f64).round() as i64)
@@ -261,8 +261,8 @@ fn encode(
     } else {
         (0..times.len() as i64).collect()
     };
-    let end_ticks = if spec.variable_frame_rate {
-        (spec.duration_s * VFR_TIME_BASE as f64).round() as i64
+    let end_ticks = if scenario.variable_frame_rate {
+        (scenario.duration_s * VFR_TIME_BASE as f64).round() as i64
     } else {
         times.len() as i64
     };
@@ -285,7 +285,7 @@ fn encode(
     while next_frame < times.len() || next_sample < total_samples {
         let video_time = times.get(next_frame).copied().unwrap_or(f64::INFINITY);
         let audio_time = if next_sample < total_samples {
-            next_sample as f64 / spec.sample_rate as f64
+            next_sample as f64 / scenario.sample_rate as f64
         } else {
             f64::INFINITY
         };
@@ -294,7 +294,7 @@ fn encode(
             copy_packed_rgb(&canvas, &mut rgb, w as usize, h as usize);
             // A fresh frame each time: the encoder may still hold a reference to the last
             // one's buffer, and writing into it would change a frame already submitted.
-            let mut yuv = frame::Video::new(pixel, w, h);
+            let mut yuv = zeroed_frame(pixel, w, h);
             scaler.run(&rgb, &mut yuv).map_err(err("converting a frame"))?;
             yuv.set_pts(Some(frame_ticks[next_frame]));
             venc.send_frame(&yuv).map_err(err("encoding a frame"))?;
@@ -303,7 +303,7 @@ fn encode(
         } else {
             let n = chunk.min(total_samples - next_sample);
             let mut af = frame::Audio::new(sample_format, n, layout);
-            af.set_rate(spec.sample_rate);
+            af.set_rate(scenario.sample_rate);
             af.set_pts(Some(next_sample as i64));
             let src = &audio[next_sample * channels..(next_sample + n) * channels];
             fill_audio(&mut af, src, channels, n);
@@ -372,6 +372,17 @@ fn copy_packed_rgb(src: &[u8], dst: &mut frame::Video, w: usize, h: usize) {
 }
 
 /// Writes interleaved f32 samples into the frame's own sample format.
+/// A new frame whose bytes are all written, padding included: FFmpeg allocates frames
+/// uninitialised, and an encoder's or converter's SIMD code may read a row's alignment
+/// padding. Whatever such a read does, the output then depends on the scene alone.
+fn zeroed_frame(pixel: Pixel, w: u32, h: u32) -> frame::Video {
+    let mut f = frame::Video::new(pixel, w, h);
+    for plane in 0..f.planes() {
+        f.data_mut(plane).fill(0);
+    }
+    f
+}
+
 fn fill_audio(af: &mut frame::Audio, src: &[f32], channels: usize, n: usize) {
     if af.is_planar() {
         for c in 0..channels {

@@ -34,7 +34,8 @@ struct Described<'a> {
     file: &'a str,
     impacts: usize,
     label: &'a str,
-    spec: &'a super::VideoSpec,
+    #[serde(rename = "spec")]
+    scenario: &'a super::Scenario,
     split: &'a super::Split,
 }
 
@@ -66,7 +67,7 @@ pub fn write_corpus(
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(v) = videos.get(i) else { break };
                 let path = out.join(&v.file_name);
-                let scene = Scene::new(&v.spec);
+                let scene = Scene::new(&v.scenario);
                 let outcome = write_video(&path, v.container, &scene)
                     .map_err(|e| e.to_string())
                     .and_then(|()| {
@@ -111,7 +112,7 @@ pub fn write_corpus(
                 label: &v.label_name,
                 split: &v.split,
                 container: &v.container,
-                spec: &v.spec,
+                scenario: &v.scenario,
                 impacts: w.impacts,
                 bytes: w.bytes,
             })

@@ -20,7 +20,7 @@ use gdt_formats::FileError;
 
 pub use class::{ClassStyle, Shape, CLASSES};
 pub use corpus::{manifest_csv, plan, Container, CorpusConfig, PlannedVideo, Split};
-pub use scene::{Impact, Scene, VideoSpec, FLASH_THRESHOLD};
+pub use scene::{Impact, Scenario, Scene, FLASH_THRESHOLD};
 
 /// Why a synthetic video could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,9 @@ pub enum SynthError {
     /// Reading or writing a file failed.
     #[error(transparent)]
     Io(#[from] FileError),
+    /// A dataset's files could not be written.
+    #[error(transparent)]
+    Format(#[from] gdt_formats::FormatError),
     /// The output directory holds something else.
     #[error("{path} {what}")]
     Refused {

@@ -10,30 +10,51 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use gdt_formats::dataset::{DatasetManifest, DatasetWriter, InputTally};
+use gdt_formats::dataset::{DatasetManifest, DatasetWriter, InputCounts, InputTally};
 use gdt_formats::field::meta::{AudioOrigin, RecordMeta};
 use gdt_formats::params::PackParams;
 use gdt_formats::shard::EncodedRecord;
 use gdt_formats::{FileError, FormatError};
 
-use super::{PlannedVideo, Scene, VideoSpec};
+use super::{CorpusConfig, PlannedVideo, Scenario, Scene, SynthError};
 use crate::source::spectrogram::MelSpectrogram;
 
-/// The spec a planned video is rendered with when packed directly: the dataset's frame rate,
+/// The scenario a planned video is rendered with when packed directly: the dataset's frame rate,
 /// stored frame size and sample rate, mono, at most `max_seconds` long. Its [`Scene`] tells
 /// exactly where every impact is in the stored record.
-pub fn packed_spec(spec: &VideoSpec, params: &PackParams) -> VideoSpec {
-    let (_, _, width, height) = params.stored_geometry(spec.width, spec.height);
-    VideoSpec {
+pub fn packed_scenario(scenario: &Scenario, params: &PackParams) -> Scenario {
+    let (_, _, width, height) = params.stored_geometry(scenario.width, scenario.height);
+    Scenario {
         width,
         height,
         fps: params.fps,
         variable_frame_rate: false,
-        duration_s: spec.duration_s.min(params.max_seconds),
+        duration_s: scenario.duration_s.min(params.max_seconds),
         sample_rate: params.sample_rate,
         channels: 1,
-        ..spec.clone()
+        ..scenario.clone()
     }
+}
+
+/// `gdt synth --packed`: the corpus `config` plans, rendered into a dataset in `out` with
+/// `params` (1 GiB shards). A dataset already there is refused unless `force`, which
+/// replaces its files (and leaves anything else in `out` alone).
+pub fn write_packed_corpus(
+    out: &Path,
+    config: &CorpusConfig,
+    params: &PackParams,
+    force: bool,
+) -> Result<DatasetManifest, SynthError> {
+    if out.join(gdt_formats::dataset::DATASET_FILE).exists() && !force {
+        return Err(SynthError::Refused {
+            path: out.to_path_buf(),
+            what: "already holds a dataset; pass --force to replace it".into(),
+        });
+    }
+    if force && out.exists() {
+        gdt_formats::dataset::remove_dataset_files(out)?;
+    }
+    Ok(write_packed(out, &super::plan(config), params, 1 << 30)?)
 }
 
 /// Renders `videos` into a dataset in `out` (created; must hold no dataset yet), one shard
@@ -54,9 +75,9 @@ pub fn write_packed(
     let mels = MelSpectrogram::new(params);
     let mut tallies = Vec::with_capacity(videos.len());
     for v in videos {
-        let spec = packed_spec(&v.spec, params);
-        let (w, h) = (spec.width, spec.height);
-        let scene = Scene::new(&spec);
+        let scenario = packed_scenario(&v.scenario, params);
+        let (w, h) = (scenario.width, scenario.height);
+        let scene = Scene::new(&scenario);
         let n = scene.frame_times().len();
         let plane = (w * h) as usize;
         let mut frames = vec![0u8; n * 3 * plane];
@@ -75,17 +96,17 @@ pub fn write_packed(
             (n as f64 / params.fps as f64 * params.sample_rate as f64).round() as usize,
             0.0,
         );
-        let (spectrogram, spec_frames) = mels.compute(&audio);
+        let (spectrogram, mel_frames) = mels.compute(&audio);
         let label_index = writer.label_index(&v.label_name);
         let meta = RecordMeta {
             source: v.file_name.clone(),
             label: Some(v.label_name.clone()),
             label_index,
             split: Some(v.split.as_str().to_string()),
-            source_duration_s: Some(v.spec.duration_s),
+            source_duration_s: Some(v.scenario.duration_s),
             source_fps: Some(params.fps as f64),
-            source_width: v.spec.width,
-            source_height: v.spec.height,
+            source_width: v.scenario.width,
+            source_height: v.scenario.height,
             source_video_codec: "synthetic".into(),
             source_audio_codec: Some("synthetic".into()),
             source_sample_rate: Some(params.sample_rate),
@@ -94,17 +115,19 @@ pub fn write_packed(
             window_index: 0,
             audio: AudioOrigin::Decoded,
         };
-        let record = EncodedRecord::encode(&meta, &frames, w, h, &spectrogram, spec_frames as u32, params)
+        let record = EncodedRecord::encode(&meta, &frames, w, h, &spectrogram, mel_frames as u32, params)
             .map_err(FileError::at(out))?;
         writer.append(std::slice::from_ref(&record))?;
         tallies.push(InputTally {
             label: Some(v.label_name.clone()),
             skipped: None,
-            records: 1,
-            frames: n as u64,
-            seconds: n as f64 / params.fps as f64,
-            raw_frame_bytes: frames.len() as u64,
-            source_bytes: 0,
+            counts: InputCounts {
+                records: 1,
+                frames: n as u64,
+                seconds: n as f64 / params.fps as f64,
+                raw_frame_bytes: frames.len() as u64,
+                source_bytes: 0,
+            },
         });
     }
     writer.finish(

@@ -21,9 +21,9 @@ pub const FLASH_THRESHOLD: u8 = 230;
 /// Time base used for variable-frame-rate timestamps (the MPEG-TS/MP4 90 kHz clock).
 pub const VFR_TIME_BASE: u32 = 90_000;
 
-/// Everything that determines one video's content. Same spec, same pixels and samples.
+/// Everything that determines one video's content. Same scenario, same pixels and samples.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct VideoSpec {
+pub struct Scenario {
     /// Seeds the scene's objects and noise.
     pub seed: u64,
     /// Frame width.
@@ -90,7 +90,7 @@ struct Body {
 
 /// A fully simulated video, ready to render frame by frame.
 pub struct Scene {
-    spec: VideoSpec,
+    scenario: Scenario,
     frame_times: Vec<f64>,
     placed: Vec<Vec<Placed>>,
     impacts: Vec<Impact>,
@@ -101,30 +101,30 @@ pub struct Scene {
 
 impl Scene {
     /// Simulates the whole video. Cheap: rendering happens later, one frame at a time.
-    pub fn new(spec: &VideoSpec) -> Scene {
-        assert!(spec.label < spec.classes && spec.classes <= CLASSES.len());
+    pub fn new(scenario: &Scenario) -> Scene {
+        assert!(scenario.label < scenario.classes && scenario.classes <= CLASSES.len());
         assert!(
-            (0.25..=4.0).contains(&spec.object_scale),
+            (0.25..=4.0).contains(&scenario.object_scale),
             "object scale {} outside 0.25..=4",
-            spec.object_scale
+            scenario.object_scale
         );
-        let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
-        let frame_times = frame_times(spec, &mut rng);
-        let (w, h) = (spec.width as f32, spec.height as f32);
+        let mut rng = ChaCha8Rng::seed_from_u64(scenario.seed);
+        let frame_times = frame_times(scenario, &mut rng);
+        let (w, h) = (scenario.width as f32, scenario.height as f32);
 
         let n_objects = rng.random_range(2..=4usize);
         let mut bodies: Vec<Body> = (0..n_objects)
             .map(|k| {
                 // Two objects: both of the label's class. More: all but one, which is a
                 // distractor from another class, so the label is the clear majority.
-                let class = if k == 0 || n_objects == 2 || spec.classes == 1 {
-                    spec.label
+                let class = if k == 0 || n_objects == 2 || scenario.classes == 1 {
+                    scenario.label
                 } else if k == n_objects - 1 {
-                    (spec.label + rng.random_range(1..spec.classes)) % spec.classes
+                    (scenario.label + rng.random_range(1..scenario.classes)) % scenario.classes
                 } else {
-                    spec.label
+                    scenario.label
                 };
-                let r = h * rng.random_range(0.05..0.08f32) * spec.object_scale;
+                let r = h * rng.random_range(0.05..0.08f32) * scenario.object_scale;
                 Body {
                     class,
                     x: rng.random_range(r..w - r),
@@ -194,7 +194,7 @@ impl Scene {
             placed.push(frame);
         }
 
-        let texture = Texture::new(spec.width, spec.height, &mut rng);
+        let texture = Texture::new(scenario.width, scenario.height, &mut rng);
         let tint = [
             rng.random_range(0.6..1.0f32),
             rng.random_range(0.6..1.0f32),
@@ -202,7 +202,7 @@ impl Scene {
         ];
         let scroll_px_per_s = rng.random_range(6.0..20.0f32);
         Scene {
-            spec: spec.clone(),
+            scenario: scenario.clone(),
             frame_times,
             placed,
             impacts,
@@ -213,8 +213,8 @@ impl Scene {
     }
 
     /// What it was built from.
-    pub fn spec(&self) -> &VideoSpec {
-        &self.spec
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
     }
 
     /// Presentation time of every frame, seconds, strictly increasing from 0.
@@ -229,11 +229,11 @@ impl Scene {
 
     /// Draws frame `j` as packed RGB24, `width * height * 3` bytes.
     pub fn render_frame(&self, j: usize, out: &mut [u8]) {
-        let (w, h) = (self.spec.width as usize, self.spec.height as usize);
+        let (w, h) = (self.scenario.width as usize, self.scenario.height as usize);
         assert_eq!(out.len(), w * h * 3, "frame buffer size");
         let t = self.frame_times[j];
         let offset = (t * self.scroll_px_per_s as f64) as usize;
-        let mut noise = NoiseStream::new(self.spec.seed ^ (j as u64).wrapping_mul(0x9E37_79B9));
+        let mut noise = NoiseStream::new(self.scenario.seed ^ (j as u64).wrapping_mul(0x9E37_79B9));
         for y in 0..h {
             let row = &mut out[y * w * 3..(y + 1) * w * 3];
             for x in 0..w {
@@ -255,13 +255,13 @@ impl Scene {
     }
 
     /// Renders the soundtrack: interleaved f32 in [-1, 1], `channels` per sample, covering
-    /// `duration_s` at the spec's sample rate.
+    /// `duration_s` at the scenario's sample rate.
     pub fn render_audio(&self) -> Vec<f32> {
-        let sr = self.spec.sample_rate as f64;
-        let n = (self.spec.duration_s * sr).ceil() as usize;
-        let ch = self.spec.channels as usize;
+        let sr = self.scenario.sample_rate as f64;
+        let n = (self.scenario.duration_s * sr).ceil() as usize;
+        let ch = self.scenario.channels as usize;
         let mut mono_noise = vec![0f32; n];
-        let mut noise = NoiseStream::new(self.spec.seed.wrapping_add(0xA0D1_0000));
+        let mut noise = NoiseStream::new(self.scenario.seed.wrapping_add(0xA0D1_0000));
         let mut lp = 0f32;
         for s in mono_noise.iter_mut() {
             // One-pole low-pass: a soft hiss rather than harsh white noise.
@@ -288,7 +288,7 @@ impl Scene {
                     .collect()
             };
             let wsum: f32 = style.harmonics.iter().sum();
-            let mut burst = NoiseStream::new(self.spec.seed ^ (start as u64) << 1);
+            let mut burst = NoiseStream::new(self.scenario.seed ^ (start as u64) << 1);
             for k in 0..len.min(n.saturating_sub(start)) {
                 let t = k as f32 / sr as f32;
                 let env = (t / 0.002).min(1.0) * (-t / style.decay_s).exp();
@@ -313,21 +313,21 @@ impl Scene {
     }
 }
 
-fn frame_times(spec: &VideoSpec, rng: &mut ChaCha8Rng) -> Vec<f64> {
-    let nominal = 1.0 / spec.fps as f64;
+fn frame_times(scenario: &Scenario, rng: &mut ChaCha8Rng) -> Vec<f64> {
+    let nominal = 1.0 / scenario.fps as f64;
     let mut times = Vec::new();
-    if spec.variable_frame_rate {
+    if scenario.variable_frame_rate {
         // Intervals between 0.5x and 1.5x nominal, on the 90 kHz clock the encoder uses,
         // so the timestamps the physics sees are exactly the ones written to the file.
         let mut ticks: u64 = 0;
         let tb = VFR_TIME_BASE as f64;
-        while (ticks as f64) / tb < spec.duration_s - 1e-9 {
+        while (ticks as f64) / tb < scenario.duration_s - 1e-9 {
             times.push(ticks as f64 / tb);
             let dt = nominal * rng.random_range(0.5..1.5f64);
             ticks += ((dt * tb).round() as u64).max(1);
         }
     } else {
-        let n = (spec.duration_s * spec.fps as f64 - 1e-9).ceil() as usize;
+        let n = (scenario.duration_s * scenario.fps as f64 - 1e-9).ceil() as usize;
         times.extend((0..n).map(|j| j as f64 * nominal));
     }
     times
@@ -419,8 +419,8 @@ impl NoiseStream {
 mod tests {
     use super::*;
 
-    fn spec(seed: u64) -> VideoSpec {
-        VideoSpec {
+    fn scenario(seed: u64) -> Scenario {
+        Scenario {
             seed,
             width: 160,
             height: 120,
@@ -447,7 +447,7 @@ mod tests {
         // Pixels in the label's colour (blue, out of the background's reach) over ten
         // frames: the area grows with the square of the scale, less what the frame clips.
         let area = |scale: f32| {
-            let mut s = spec(13);
+            let mut s = scenario(13);
             s.object_scale = scale;
             let scene = Scene::new(&s);
             let color = CLASSES[s.label].color;
@@ -469,7 +469,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_pixels_and_samples() {
-        let (a, b) = (Scene::new(&spec(7)), Scene::new(&spec(7)));
+        let (a, b) = (Scene::new(&scenario(7)), Scene::new(&scenario(7)));
         let mut fa = vec![0u8; 160 * 120 * 3];
         let mut fb = fa.clone();
         for j in [0, 13, 99] {
@@ -478,7 +478,7 @@ mod tests {
             assert_eq!(fa, fb);
         }
         assert_eq!(a.render_audio(), b.render_audio());
-        let c = Scene::new(&spec(8));
+        let c = Scene::new(&scenario(8));
         c.render_frame(13, &mut fb);
         a.render_frame(13, &mut fa);
         assert_ne!(fa, fb);
@@ -486,7 +486,7 @@ mod tests {
 
     #[test]
     fn flashes_appear_exactly_on_impact_frames() {
-        let scene = Scene::new(&spec(3));
+        let scene = Scene::new(&scenario(3));
         assert_eq!(scene.frame_times().len(), 100);
         assert!(scene.impacts().len() >= 2, "a 4 s video should bounce");
         let impact_frames: std::collections::BTreeSet<usize> =
@@ -501,7 +501,7 @@ mod tests {
 
     #[test]
     fn each_sound_starts_on_its_impact_sample() {
-        let s = spec(5);
+        let s = scenario(5);
         let scene = Scene::new(&s);
         let audio = scene.render_audio();
         assert_eq!(audio.len(), 4 * 16_000 * 2);
@@ -532,7 +532,7 @@ mod tests {
 
     #[test]
     fn bounces_lose_height_so_time_has_a_direction() {
-        let scene = Scene::new(&spec(11));
+        let scene = Scene::new(&scenario(11));
         // Consecutive impacts of the same body get weaker until it is dropped again.
         let strengths: Vec<f32> = scene.impacts().iter().map(|i| i.strength).collect();
         assert!(strengths.windows(2).any(|w| w[1] < w[0]));
@@ -540,7 +540,7 @@ mod tests {
 
     #[test]
     fn variable_frame_rate_times_are_monotonic_on_the_90khz_clock() {
-        let mut s = spec(2);
+        let mut s = scenario(2);
         s.variable_frame_rate = true;
         let scene = Scene::new(&s);
         let t = scene.frame_times();

@@ -9,15 +9,15 @@ pub fn run(args: InspectArgs) -> Result<i32> {
     let m = DatasetManifest::load(&args.dataset)
         .with_context(|| format!("reading {}", args.dataset.display()))?;
     let t = &m.totals;
-    let ratio = t.raw_frame_bytes as f64 / t.stored_bytes.max(1) as f64;
-    let bytes_per_second = t.stored_bytes as f64 / t.seconds.max(1e-9);
+    let ratio = t.counts.raw_frame_bytes as f64 / t.stored_bytes.max(1) as f64;
+    let bytes_per_second = t.stored_bytes as f64 / t.counts.seconds.max(1e-9);
     if args.json {
         let mut v = serde_json::to_value(&m)?;
         v["derived"] = serde_json::json!({
-            "hours": t.seconds / 3600.0,
+            "hours": t.counts.seconds / 3600.0,
             "bytes_per_stored_second": bytes_per_second,
             "compression_vs_raw": ratio,
-            "compression_vs_source": t.source_bytes as f64 / t.stored_bytes.max(1) as f64,
+            "compression_vs_source": t.counts.source_bytes as f64 / t.stored_bytes.max(1) as f64,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
@@ -31,12 +31,12 @@ pub fn run(args: InspectArgs) -> Result<i32> {
     );
     println!(
         "  records      {} from {} inputs ({} skipped)",
-        t.records, t.inputs, t.skipped
+        t.counts.records, t.inputs, t.skipped
     );
     println!(
         "  video        {:.3} h, {} frames at {} fps, short side {} (long side up to {})",
-        t.seconds / 3600.0,
-        t.frames,
+        t.counts.seconds / 3600.0,
+        t.counts.frames,
         p.fps,
         p.short_side,
         p.max_long_side
@@ -60,7 +60,7 @@ pub fn run(args: InspectArgs) -> Result<i32> {
     );
     println!(
         "  compression  {ratio:.2}x vs raw u8 frames; source files {:.1} MB",
-        t.source_bytes as f64 / 1e6
+        t.counts.source_bytes as f64 / 1e6
     );
     if !m.label_counts.is_empty() {
         println!(

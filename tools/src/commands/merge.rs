@@ -14,7 +14,7 @@ pub fn run(args: MergeArgs) -> Result<i32> {
         "Merged {} parts into {}: {} records from {} of {} videos, {} shards linked ({:.1} MB, no copy)",
         summary.parts,
         args.out.display(),
-        t.records,
+        t.counts.records,
         t.packed,
         t.inputs,
         m.shards.len(),

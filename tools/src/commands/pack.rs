@@ -34,32 +34,15 @@ pub fn params_from(args: &PackArgs) -> PackParams {
     } else {
         PackParams {
             chunk_frames: args.chunk_frames,
-            codec: FrameCodec::RawZstd {
-                level: args.zstd_level,
-                delta: true,
-                accel: 0,
-            },
             ..PackParams::default()
         }
     };
-    let codec = match (args.codec, base.codec) {
+    let codec = match (args.codec, &base.codec) {
         (Codec::Raw, FrameCodec::RawZstd { level, .. }) => {
-            let delta = !args.no_delta;
-            // Raw frames hold spatial repeats the full search finds; their differences
-            // mostly do not. A level asked for by name (--fast-load's -1 included) gets its
-            // own search unless accel is asked for too.
-            let default_accel = if delta && level == FrameCodec::DEFAULT_ZSTD_LEVEL {
-                FrameCodec::DEFAULT_ZSTD_ACCEL
-            } else {
-                0
-            };
-            FrameCodec::RawZstd {
-                level,
-                delta,
-                accel: args.zstd_accel.unwrap_or(default_accel),
-            }
+            let level = if args.fast_load { *level } else { args.zstd_level };
+            FrameCodec::raw_zstd(level, !args.no_delta, args.zstd_accel)
         }
-        (_, _) => FrameCodec::Jpeg {
+        _ => FrameCodec::Jpeg {
             quality: args.quality,
         },
     };
@@ -209,8 +192,10 @@ impl gdt_pipeline::pack::Progress for Bar {
             Status::Skipped => self.skipped.fetch_add(1, Ordering::Relaxed),
         };
         // Clips: whole 1-second clips the stored frames hold.
-        self.clips
-            .fetch_add((o.seconds as usize).max(o.records), Ordering::Relaxed);
+        self.clips.fetch_add(
+            (o.counts.seconds as usize).max(o.counts.records),
+            Ordering::Relaxed,
+        );
         self.bar.set_message(format!(
             "packed {} skipped {} clips {}",
             self.packed.load(Ordering::Relaxed),
@@ -253,7 +238,7 @@ fn print_summary(out: &std::path::Path, summary: &gdt_pipeline::pack::PackSummar
         println!(
             "{} is already complete ({} records); nothing to do. Use --force to repack.",
             out.display(),
-            t.records
+            t.counts.records
         );
     } else {
         println!(
@@ -265,9 +250,9 @@ fn print_summary(out: &std::path::Path, summary: &gdt_pipeline::pack::PackSummar
     }
     println!(
         "  records      {} ({:.3} h of video, {} frames)",
-        t.records,
-        t.seconds / 3600.0,
-        t.frames
+        t.counts.records,
+        t.counts.seconds / 3600.0,
+        t.counts.frames
     );
     if t.skipped > 0 {
         let list = m
@@ -290,17 +275,17 @@ fn print_summary(out: &std::path::Path, summary: &gdt_pipeline::pack::PackSummar
     if t.stored_bytes > 0 {
         println!(
             "  compression  {:.2}x vs raw u8 frames ({:.0}% of raw); source files {:.1} MB ({:.2}x the packed size)",
-            t.raw_frame_bytes as f64 / t.stored_bytes as f64,
-            100.0 * t.stored_bytes as f64 / t.raw_frame_bytes.max(1) as f64,
-            t.source_bytes as f64 / 1e6,
-            t.source_bytes as f64 / t.stored_bytes as f64
+            t.counts.raw_frame_bytes as f64 / t.stored_bytes as f64,
+            100.0 * t.stored_bytes as f64 / t.counts.raw_frame_bytes.max(1) as f64,
+            t.counts.source_bytes as f64 / 1e6,
+            t.counts.source_bytes as f64 / t.stored_bytes as f64
         );
     }
     if !summary.already_complete && secs > 0.0 {
         println!(
             "  throughput   {:.2} videos/s, {:.1} s of video per second",
             summary.processed_now as f64 / secs,
-            t.seconds * summary.processed_now as f64 / t.inputs.max(1) as f64 / secs
+            t.counts.seconds * summary.processed_now as f64 / t.inputs.max(1) as f64 / secs
         );
     }
 }

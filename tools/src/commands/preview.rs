@@ -17,7 +17,7 @@ pub fn run(args: PreviewArgs) -> Result<i32> {
         p.source,
         p.label.as_deref().unwrap_or("none"),
         p.frames,
-        p.spec_frames,
+        p.mel_frames,
         p.thumbnails,
         p.thumbnail_step
     );

@@ -22,30 +22,16 @@ pub fn run(args: SynthArgs) -> Result<i32> {
 
 /// `--packed`: the corpus rendered straight into a dataset.
 fn write_packed(args: &SynthArgs, config: &CorpusConfig) -> Result<i32> {
-    use gdt_formats::params::PackParams;
-    use gdt_pipeline::synth::{packed, plan};
-
-    if args.out.join(gdt_formats::dataset::DATASET_FILE).exists() && !args.force {
-        anyhow::bail!(
-            "{} already holds a dataset; pass --force to replace it",
-            args.out.display()
-        );
-    }
-    if args.force && args.out.exists() {
-        gdt_formats::dataset::remove_dataset_files(&args.out)?;
-    }
-    let params = PackParams {
+    let params = gdt_formats::params::PackParams {
         mels: args.mels,
-        ..PackParams::default()
+        ..Default::default()
     };
     let start = std::time::Instant::now();
-    let videos = plan(config);
-    let m = packed::write_packed(&args.out, &videos, &params, 1 << 30)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    let m = gdt_pipeline::synth::packed::write_packed_corpus(&args.out, config, &params, args.force)?;
     println!(
         "Wrote {} synthetic records ({:.1} min of video, {} shards, {:.1} MB) to {} in {:.1} s, without FFmpeg",
-        m.totals.records,
-        m.totals.seconds / 60.0,
+        m.totals.counts.records,
+        m.totals.counts.seconds / 60.0,
         m.shards.len(),
         m.totals.stored_bytes as f64 / 1e6,
         args.out.display(),
@@ -135,9 +121,9 @@ mod files {
                 .join(", ")
         }
         let videos = || written.iter().map(|(v, _)| v);
-        let total_s: f64 = videos().map(|v| v.spec.duration_s).sum();
+        let total_s: f64 = videos().map(|v| v.scenario.duration_s).sum();
         let (min_s, max_s) = videos().fold((f64::MAX, 0f64), |(a, b), v| {
-            (a.min(v.spec.duration_s), b.max(v.spec.duration_s))
+            (a.min(v.scenario.duration_s), b.max(v.scenario.duration_s))
         });
         let bytes: u64 = written.iter().map(|(_, w)| w.bytes).sum();
         let impacts: usize = written.iter().map(|(_, w)| w.impacts).sum();
@@ -163,20 +149,28 @@ mod files {
             "  frame rates  {}",
             histogram(videos().map(|v| format!(
                 "{}{} fps",
-                v.spec.fps,
-                if v.spec.variable_frame_rate { " (vfr)" } else { "" }
+                v.scenario.fps,
+                if v.scenario.variable_frame_rate {
+                    " (vfr)"
+                } else {
+                    ""
+                }
             )))
         );
         println!(
             "  frame sizes  {}",
-            histogram(videos().map(|v| format!("{}x{}", v.spec.width, v.spec.height)))
+            histogram(videos().map(|v| format!("{}x{}", v.scenario.width, v.scenario.height)))
         );
         println!(
             "  audio        {}",
             histogram(videos().map(|v| format!(
                 "{} Hz {}",
-                v.spec.sample_rate,
-                if v.spec.channels == 1 { "mono" } else { "stereo" }
+                v.scenario.sample_rate,
+                if v.scenario.channels == 1 {
+                    "mono"
+                } else {
+                    "stereo"
+                }
             )))
         );
         println!("  impacts      {impacts} (each a flash and a sound onset on the same frame)");

@@ -1,15 +1,15 @@
-//! `gdt train`: config file + flags -> a resolved config -> the trainer, with a progress bar.
+//! `gdt train`: flags -> the trainer's [`Invocation`] -> a resolved config -> the trainer,
+//! with a progress bar.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use gdt_trainer::config::TrainConfig;
-use gdt_trainer::device::parse_device_for_rank;
-use gdt_trainer::dist::{CudaBackend, Launch, ProcessGroup};
+use gdt_trainer::config::Invocation;
+use gdt_trainer::dist::Launch;
 use gdt_trainer::run_log::StepRecord;
 use gdt_trainer::spec::{preset_names, TransformSpec};
-use gdt_trainer::train::{self, Observer, RunInfo};
+use gdt_trainer::train::{self, DistOptions, Observer, RunInfo};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{DistBackend, TrainArgs};
@@ -31,53 +31,34 @@ pub fn run(args: TrainArgs) -> Result<i32> {
     let Some(run_dir) = args.run_dir.clone() else {
         bail!("--run-dir is required (except with --list-presets)");
     };
-    let mut cfg = if args.resume {
-        if args.config.is_some() || args.preset.is_some() {
-            bail!(
-                "--resume continues with the run's saved config; change it with --set, --steps or --device"
-            );
-        }
-        let mut saved =
-            train::run_config(&run_dir).with_context(|| format!("resuming {}", run_dir.display()))?;
-        if !args.overrides.is_empty() {
-            saved = TrainConfig::from_toml(&saved.to_toml(), "saved config", &args.overrides)?;
-        }
-        saved
-    } else {
-        let mut overrides = args.overrides.clone();
-        if let Some(p) = &args.preset {
-            overrides.push(format!("loss.preset={p}"));
-        }
-        TrainConfig::load(args.config.as_deref(), &overrides)?
+    let invocation = Invocation {
+        run_dir: run_dir.clone(),
+        resume: args.resume,
+        config: args.config.clone(),
+        preset: args.preset.clone(),
+        overrides: args.overrides.clone(),
+        dataset: args.dataset.clone(),
+        steps: args.steps,
+        device: args.device.clone(),
     };
-    if let Some(d) = &args.dataset {
-        cfg.dataset = Some(d.clone());
-    }
-    if let Some(s) = args.steps {
-        cfg.steps = s;
-    }
-    if let Some(d) = &args.device {
-        cfg.device = d.clone();
-    }
-    let resolved = cfg.resolve()?;
-    let launch = Launch::from_env()?;
-    let lead = launch.as_ref().is_none_or(|l| l.rank == 0);
+    let resolved = invocation
+        .config()
+        .with_context(|| match args.resume {
+            true => format!("resuming {}", run_dir.display()),
+            false => format!("configuring a run in {}", run_dir.display()),
+        })?
+        .resolve()?;
+    let lead = Launch::from_env()?.is_none_or(|l| l.rank == 0);
     let mut observer = Progress {
         bar: None,
         quiet: args.quiet || !lead,
     };
-    let summary = match &launch {
-        None => train::train(&resolved, &run_dir, args.resume, &mut observer),
-        Some(launch) => {
-            let device = parse_device_for_rank(&resolved.config.device, launch.local_rank)
-                .map_err(anyhow::Error::msg)?;
-            let cuda = CudaBackend::for_device(device, args.dist_backend == DistBackend::Gloo);
-            let timeout = Duration::from_secs(args.dist_timeout);
-            let group = ProcessGroup::join(launch, timeout, cuda)?;
-            train::train_data_parallel(&resolved, &run_dir, args.resume, &mut observer, &group)
-        }
-    }
-    .with_context(|| format!("training into {}", run_dir.display()))?;
+    let dist = DistOptions {
+        timeout: Duration::from_secs(args.dist_timeout),
+        gloo_on_cuda: args.dist_backend == DistBackend::Gloo,
+    };
+    let (summary, launch) = train::train_as_launched(&resolved, &run_dir, args.resume, &mut observer, dist)
+        .with_context(|| format!("training into {}", run_dir.display()))?;
     if !lead {
         return Ok(0);
     }

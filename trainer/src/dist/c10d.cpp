@@ -17,6 +17,8 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include "../guarded.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -36,29 +38,24 @@ struct Group {
   std::chrono::milliseconds timeout;
 };
 
-void report(char* err, size_t len, const char* what) {
-  if (err != nullptr && len > 0) {
-    std::strncpy(err, what, len - 1);
-    err[len - 1] = '\0';
-  }
-}
+using gdt::guarded;
 
-template <typename F>
-int guarded(char* err, size_t len, F f) {
-  try {
-    f();
-    return 0;
-  } catch (const std::exception& e) {
-    report(err, len, e.what());
-  } catch (...) {
-    report(err, len, "unknown C++ exception");
+// A CPU (Gloo) collective is waited for on the host, up to the group's timeout. A CUDA one is
+// only ordered before what the current stream does next: NCCL's wait with a timeout blocks the
+// host until the collective is done (ProcessGroupNCCL::WorkNCCL::wait), which would serialise
+// every step behind its collectives and starve the copy of the next batch; the NCCL watchdog
+// enforces the group's timeout instead (options->timeout).
+void wait(Group* g, const c10::intrusive_ptr<c10d::Work>& work, const at::Tensor& t) {
+  if (t.is_cuda()) {
+    work->wait();
+  } else {
+    work->wait(g->timeout);
   }
-  return -1;
 }
 
 void all_reduce_sum(Group* g, at::Tensor& t) {
   std::vector<at::Tensor> v{t};
-  g->pg->allreduce(v)->wait(g->timeout);
+  wait(g, g->pg->allreduce(v), t);
 }
 
 // `in` from every rank, stacked in rank order: [world, ...in's shape].
@@ -71,7 +68,7 @@ at::Tensor all_gather(Group* g, const at::Tensor& in) {
   std::vector<std::vector<at::Tensor>> outputs(1);
   for (int r = 0; r < world; ++r) outputs[0].push_back(out[r]);
   std::vector<at::Tensor> inputs{input};
-  g->pg->allgather(outputs, inputs)->wait(g->timeout);
+  wait(g, g->pg->allgather(outputs, inputs), input);
   return out;
 }
 
@@ -193,7 +190,9 @@ int gdt_c10d_barrier(void* group, char* err, size_t len) {
 // parameter's gradient accumulator, and during the backward pass all-reduces (and averages)
 // each bucket of about `bucket_bytes` as soon as its gradients are ready, so communication
 // overlaps the rest of the backward pass; the engine's final callback waits for the last
-// buckets and writes the averages into the parameters' gradients. Buckets follow the
+// buckets. Gradients are views into the buckets (`gradient_as_bucket_view`), laid out with
+// their parameters' strides, so nothing is copied into buckets and back, and channels-last
+// weights' gradients match their bucket views (DDP otherwise warns that the strides differ). Buckets follow the
 // reverse of `params` at first (gradients arrive from the last layer), then the order the
 // first step's gradients arrived in (`gdt_c10d_reducer_rebuild`).
 void* gdt_c10d_reducer_new(void* group, at::Tensor** params, const char** names, size_t n,
@@ -215,7 +214,7 @@ void* gdt_c10d_reducer_new(void* group, at::Tensor** params, const char** names,
     std::reverse(buckets.begin(), buckets.end());
     reducer = new c10d::Reducer(ps, buckets, g->pg, std::vector<bool>(n, false), bucket_bytes,
                                 /*find_unused_parameters=*/false,
-                                /*gradient_as_bucket_view=*/false, param_names,
+                                /*gradient_as_bucket_view=*/true, param_names,
                                 static_cast<int64_t>(first_bucket),
                                 /*skip_all_reduce_unused_params=*/false,
                                 /*use_python_reducer=*/false, {});

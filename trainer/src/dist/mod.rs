@@ -4,11 +4,14 @@
 //! torchrun and Slurm set.
 //!
 //! Gloo (CPU tensors) is what runs here and in CI; NCCL (CUDA tensors) is compiled in with
-//! the `nccl` feature (`make gpu-build`). What the training loop uses: the group's
-//! collectives, DDP's bucketed gradient [`Reducer`], and [`sync_batch_norm`];
+//! the `nccl` feature (`make gpu-build`). What the training loop uses: [`DataParallel`]
+//! (`parallel`: a step's gradient averaging, through DDP's bucketed [`Reducer`], the global
+//! negatives of `negatives`, the loss's mean), and [`sync_batch_norm`];
 //! `train::train_data_parallel`, docs/DISTRIBUTED.md.
 
 pub mod launch;
+mod negatives;
+mod parallel;
 mod reducer;
 mod sync_batch_norm;
 
@@ -20,6 +23,8 @@ use std::time::Duration;
 use tch::Tensor;
 
 pub use launch::Launch;
+pub use negatives::other_ranks_negatives;
+pub use parallel::DataParallel;
 pub use reducer::Reducer;
 pub use sync_batch_norm::sync_batch_norm;
 

@@ -7,7 +7,7 @@ use tch::{Device, Kind, Tensor};
 
 /// Rows scaled to unit length.
 pub fn normalise(x: &Tensor) -> Tensor {
-    crate::head::l2_normalise(&x.to_kind(Kind::Float))
+    crate::model::head::l2_normalise(&x.to_kind(Kind::Float))
 }
 
 /// Recall@k for each k: the share of queries with a hit among their k most similar gallery

@@ -19,7 +19,6 @@
 
 pub mod features;
 pub mod metrics;
-pub mod proof;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,8 +29,10 @@ use tch::{Device, Tensor};
 
 use crate::checkpoint;
 use crate::config::TrainConfig;
-use crate::train::{build_model, TrainError};
-use features::Counts;
+use crate::error::TrainError;
+use crate::model;
+use crate::splits::evaluation_partition;
+use features::{Counts, RecordFeatures};
 use metrics::{knn_top1, linear_probe, recall_at};
 
 /// The k of video retrieval's recall@k.
@@ -124,23 +125,6 @@ pub fn resolve_checkpoint(path: &Path) -> Result<(PathBuf, TrainConfig), TrainEr
     Ok((dir, TrainConfig::from_toml(&state.config, &origin, &[])?))
 }
 
-/// Whether evaluation holds out the records of this split (and pretraining, by default,
-/// leaves them out).
-pub fn is_held_out(split: &str) -> bool {
-    matches!(split, "test" | "val" | "validation")
-}
-
-/// Which records are test records: the dataset's split when it has one, else every fourth.
-fn split(reader: &ClipReader) -> (Vec<usize>, Vec<usize>) {
-    let recs = reader.records();
-    let has_split = recs.iter().any(|r| r.split.is_some());
-    let is_test = |i: usize| match &recs[i].split {
-        Some(s) => is_held_out(s),
-        None => !has_split && i % 4 == 3,
-    };
-    (0..recs.len()).partition(|&i| !is_test(i))
-}
-
 /// What a checkpoint's pretraining read: its dataset, and the splits (`data.splits`) or
 /// every record, held-out ones included.
 fn pretrained_on(cfg: &TrainConfig) -> String {
@@ -163,7 +147,7 @@ pub fn evaluate(
     opts: &EvalOptions,
     progress: impl FnMut(usize, usize),
 ) -> Result<EvalReport, TrainError> {
-    let (vs, model) = build_model(cfg, opts.device, &None);
+    let (vs, model) = model::build(&cfg.model, cfg.seed, opts.device, &None);
     let name = match weights {
         Weights::Checkpoint(dir) => {
             checkpoint::load_model(dir, &vs)?;
@@ -176,12 +160,9 @@ pub fn evaluate(
         crate::model::weights_to_channels_last_3d(&vs);
     }
     let mut reader = ClipReader::open(dataset, cfg.data.clip, cfg.data.crop)?;
-    let (train, test) = split(&reader);
-    let is_test: Vec<bool> = {
-        let mut v = vec![false; reader.records().len()];
-        test.iter().for_each(|&i| v[i] = true);
-        v
-    };
+    let (train, test) = evaluation_partition(reader.records());
+    let mut is_test = vec![false; reader.records().len()];
+    test.iter().for_each(|&i| is_test[i] = true);
     let f = features::extract(
         &model,
         &mut reader,
@@ -191,83 +172,8 @@ pub fn evaluate(
         |r| is_test[r],
         progress,
     )?;
-
     let labels: Vec<Option<u32>> = reader.records().iter().map(|r| r.label).collect();
-    let classes = labels
-        .iter()
-        .flatten()
-        .map(|&l| l as usize + 1)
-        .max()
-        .unwrap_or(0);
-    let labelled =
-        |idx: &[usize]| -> Vec<usize> { idx.iter().copied().filter(|&i| labels[i].is_some()).collect() };
-    let (ltrain, ltest) = (labelled(&train), labelled(&test));
-    let rows = |t: &Tensor, idx: &[usize]| {
-        t.index_select(
-            0,
-            &Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>()),
-        )
-    };
-    let lab = |idx: &[usize]| -> Vec<u32> { idx.iter().map(|&i| labels[i].expect("labelled")).collect() };
-    let (ytrain, ytest) = (lab(&ltrain), lab(&ltest));
-    let keyed = |ks: &[usize], v: Vec<f64>| ks.iter().zip(v).map(|(k, r)| (format!("R@{k}"), r)).collect();
-
-    let video_retrieval = keyed(
-        &RETRIEVAL_KS,
-        recall_at(
-            &rows(&f.video, &ltest),
-            &rows(&f.video, &ltrain),
-            &RETRIEVAL_KS,
-            |q, g| ytest[q] == ytrain[g],
-        ),
-    );
-    let (tv, ta) = (rows(&f.video_embedding, &test), rows(&f.audio_embedding, &test));
-    let audio_to_video = keyed(
-        &CROSS_MODAL_KS,
-        recall_at(&ta, &tv, &CROSS_MODAL_KS, |q, g| q == g),
-    );
-    let video_to_audio = keyed(
-        &CROSS_MODAL_KS,
-        recall_at(&tv, &ta, &CROSS_MODAL_KS, |q, g| q == g),
-    );
-
-    let probe = |feats: &Tensor| {
-        let (xtr, xte) = (rows(feats, &ltrain), rows(feats, &ltest));
-        (
-            knn_top1(&xtr, &ytrain, &xte, &ytest, KNN_K, classes),
-            linear_probe(&xtr, &ytrain, &xte, &ytest, classes, 0),
-        )
-    };
-    let (video_knn_top1, video_linear_top1) = probe(&f.video);
-    let (audio_knn_top1, audio_linear_top1) = probe(&f.audio);
-    let video_head_knn_top1 = knn_top1(
-        &rows(&f.video_embedding, &ltrain),
-        &ytrain,
-        &rows(&f.video_embedding, &ltest),
-        &ytest,
-        KNN_K,
-        classes,
-    );
-
-    let mut video_few_shot_top1 = BTreeMap::new();
-    for shots in FEW_SHOTS {
-        let mut total = 0.0;
-        for draw in 0..opts.few_shot_draws {
-            let picked = few_shot_pick(&ltrain, &ytrain, classes, shots, draw as u64);
-            let y: Vec<u32> = picked.iter().map(|&i| ytrain[i]).collect();
-            let idx: Vec<usize> = picked.iter().map(|&i| ltrain[i]).collect();
-            total += linear_probe(
-                &rows(&f.video, &idx),
-                &y,
-                &rows(&f.video, &ltest),
-                &ytest,
-                classes,
-                draw as i64,
-            );
-        }
-        video_few_shot_top1.insert(shots.to_string(), total / opts.few_shot_draws.max(1) as f64);
-    }
-
+    let scores = Scores::new(&f, &labels, &train, &test);
     Ok(EvalReport {
         model: name,
         dataset: dataset.display().to_string(),
@@ -275,22 +181,152 @@ pub fn evaluate(
         records: labels.len(),
         train_records: train.len(),
         test_records: test.len(),
-        classes,
+        classes: scores.classes,
         clips_per_record: opts.clips,
-        video_retrieval,
-        audio_to_video,
-        video_to_audio,
-        video_knn_top1,
-        video_head_knn_top1,
-        video_linear_top1,
-        video_few_shot_top1,
-        audio_knn_top1,
-        audio_linear_top1,
+        video_retrieval: scores.video_retrieval(),
+        audio_to_video: scores.cross_modal(&f.audio_embedding, &f.video_embedding),
+        video_to_audio: scores.cross_modal(&f.video_embedding, &f.audio_embedding),
+        video_knn_top1: scores.knn(&f.video),
+        video_head_knn_top1: scores.knn(&f.video_embedding),
+        video_linear_top1: scores.linear(&f.video),
+        video_few_shot_top1: scores.few_shot(&f.video, opts.few_shot_draws),
+        audio_knn_top1: scores.knn(&f.audio),
+        audio_linear_top1: scores.linear(&f.audio),
         sync_accuracy: f.sync.rate(),
         sync: f.sync,
         direction_accuracy: f.direction.rate(),
         direction: f.direction,
     })
+}
+
+/// The records every score is computed on: train and test records (all, for cross-modal
+/// retrieval, which needs no label), and the labelled ones with their labels (for
+/// retrieval by class and the probes).
+struct Scores<'a> {
+    test: &'a [usize],
+    labelled_train: Vec<usize>,
+    labelled_test: Vec<usize>,
+    train_labels: Vec<u32>,
+    test_labels: Vec<u32>,
+    classes: usize,
+    features: &'a RecordFeatures,
+}
+
+impl<'a> Scores<'a> {
+    fn new(features: &'a RecordFeatures, labels: &[Option<u32>], train: &[usize], test: &'a [usize]) -> Self {
+        let labelled =
+            |idx: &[usize]| -> Vec<usize> { idx.iter().copied().filter(|&i| labels[i].is_some()).collect() };
+        let (labelled_train, labelled_test) = (labelled(train), labelled(test));
+        let of = |idx: &[usize]| -> Vec<u32> { idx.iter().map(|&i| labels[i].expect("labelled")).collect() };
+        Scores {
+            test,
+            train_labels: of(&labelled_train),
+            test_labels: of(&labelled_test),
+            labelled_train,
+            labelled_test,
+            classes: labels
+                .iter()
+                .flatten()
+                .map(|&l| l as usize + 1)
+                .max()
+                .unwrap_or(0),
+            features,
+        }
+    }
+
+    /// Test records' video features against the train gallery, a hit being the same label.
+    fn video_retrieval(&self) -> BTreeMap<String, f64> {
+        let v = &self.features.video;
+        let r = recall_at(
+            &rows(v, &self.labelled_test),
+            &rows(v, &self.labelled_train),
+            &RETRIEVAL_KS,
+            |q, g| self.test_labels[q] == self.train_labels[g],
+        );
+        keyed(&RETRIEVAL_KS, r)
+    }
+
+    /// Test records' `queries` embeddings against their `gallery` embeddings, a hit being
+    /// the same record.
+    fn cross_modal(&self, queries: &Tensor, gallery: &Tensor) -> BTreeMap<String, f64> {
+        let r = recall_at(
+            &rows(queries, self.test),
+            &rows(gallery, self.test),
+            &CROSS_MODAL_KS,
+            |q, g| q == g,
+        );
+        keyed(&CROSS_MODAL_KS, r)
+    }
+
+    /// kNN top-1 of the test records on `feats`.
+    fn knn(&self, feats: &Tensor) -> f64 {
+        knn_top1(
+            &rows(feats, &self.labelled_train),
+            &self.train_labels,
+            &rows(feats, &self.labelled_test),
+            &self.test_labels,
+            KNN_K,
+            self.classes,
+        )
+    }
+
+    /// Linear probe top-1 of the test records on `feats`.
+    fn linear(&self, feats: &Tensor) -> f64 {
+        linear_probe(
+            &rows(feats, &self.labelled_train),
+            &self.train_labels,
+            &rows(feats, &self.labelled_test),
+            &self.test_labels,
+            self.classes,
+            0,
+        )
+    }
+
+    /// Linear probes trained on a few examples per class, averaged over `draws`.
+    fn few_shot(&self, feats: &Tensor, draws: usize) -> BTreeMap<String, f64> {
+        let test = rows(feats, &self.labelled_test);
+        let mut out = BTreeMap::new();
+        for shots in FEW_SHOTS {
+            let mut total = 0.0;
+            for draw in 0..draws {
+                let picked = few_shot_pick(
+                    &self.labelled_train,
+                    &self.train_labels,
+                    self.classes,
+                    shots,
+                    draw as u64,
+                );
+                let y: Vec<u32> = picked.iter().map(|&i| self.train_labels[i]).collect();
+                let idx: Vec<usize> = picked.iter().map(|&i| self.labelled_train[i]).collect();
+                total += linear_probe(
+                    &rows(feats, &idx),
+                    &y,
+                    &test,
+                    &self.test_labels,
+                    self.classes,
+                    draw as i64,
+                );
+            }
+            out.insert(shots.to_string(), total / draws.max(1) as f64);
+        }
+        out
+    }
+}
+
+/// The rows `idx` of `t`.
+fn rows(t: &Tensor, idx: &[usize]) -> Tensor {
+    t.index_select(
+        0,
+        &Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>()),
+    )
+}
+
+/// Recalls keyed "R@k".
+fn keyed(ks: &[usize], recalls: Vec<f64>) -> BTreeMap<String, f64> {
+    ks.iter()
+        .zip(recalls)
+        .map(|(k, r)| (format!("R@{k}"), r))
+        .collect()
 }
 
 /// Up to `shots` training rows per class, drawn with a seeded shuffle (positions into `labels`).

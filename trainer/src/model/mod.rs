@@ -1,14 +1,24 @@
-//! The GDT model: a video encoder and an audio encoder, each with its projection head, mapping
-//! a batch's clips into one contrastive space.
+//! The networks: a video encoder and an audio encoder, each with its projection head, mapping
+//! a batch's clips into one contrastive space, and the one function that builds them.
+//!
+//! - [`r2plus1d`]: R(2+1)D-18, the video encoder;
+//! - [`resnet9`]: the audio encoder;
+//! - [`head`]: the projection heads;
+//! - [`layers`]: convolutions and batch norm with the reference's initialisation;
+//! - here: [`GdtModel`] (both encoders and heads), [`build`], and the channels-last-3d layout.
 //!
 //! VarStore paths: `video.*` (R(2+1)D-18), `audio.*` (ResNet-9), `video_head.*`, `audio_head.*`.
 
+pub mod head;
+pub mod layers;
+pub mod r2plus1d;
+pub mod resnet9;
+
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
-use tch::Tensor;
+use tch::{Device, Tensor};
 
-use crate::layers::BnSync;
-use crate::{head, r2plus1d, resnet9};
+use layers::BnSync;
 
 /// `[model]`: the networks' size and head.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -95,6 +105,15 @@ impl GdtModel {
             .forward_t(&self.audio_features(audio, train), train);
         Tensor::cat(&[zv, za], 0)
     }
+}
+
+/// The model a config describes, on `device`, initialised from `seed` (training and
+/// evaluation build it alike), its batch norm synchronised over `bn` when given.
+pub fn build(cfg: &ModelConfig, seed: u64, device: Device, bn: &BnSync) -> (nn::VarStore, GdtModel) {
+    tch::manual_seed(seed as i64);
+    let vs = nn::VarStore::new(device);
+    let model = GdtModel::new(&vs.root(), cfg, bn);
+    (vs, model)
 }
 
 /// The same values with channels-last-3d strides (NDHWC in memory, NCDHW in shape). cuDNN

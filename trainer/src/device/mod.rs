@@ -1,8 +1,14 @@
-//! Which compute devices libtorch sees, and a short proof that they work.
+//! The compute devices: which libtorch sees (and a short proof that they work), which one a
+//! run asks for, and what gdt does on a GPU that tch does not bind ([`stream`]: streams and
+//! events; [`pinned`]: page-locked host memory; both through `ffi.cpp`).
 //!
 //! A GPU node is only useful if CUDA actually registered in this process: a binary linked
 //! without `libtorch_cuda.so` (see build.rs) silently runs on the CPU. `gdt info` and
 //! `scripts/gpu-check.sh` use this module to say so plainly.
+
+pub(crate) mod ffi;
+pub mod pinned;
+pub mod stream;
 
 use std::time::Instant;
 
@@ -36,29 +42,55 @@ pub fn report() -> DeviceReport {
     }
 }
 
+/// Why a device name cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    /// Not a device name.
+    #[error("unknown device `{name}`; use auto, cpu, cuda or cuda:N")]
+    Unknown {
+        /// The name given.
+        name: String,
+    },
+    /// CUDA was asked for and libtorch sees none.
+    #[error(
+        "`{name}` was asked for, but libtorch sees no CUDA device in this process \
+         (`gdt info` shows what this build and machine provide); use --device cpu"
+    )]
+    NoCuda {
+        /// The name given.
+        name: String,
+    },
+    /// A GPU number beyond the GPUs there are.
+    #[error("`{name}` was asked for, but there are only {count} CUDA devices")]
+    TooFewGpus {
+        /// The name given.
+        name: String,
+        /// CUDA devices libtorch sees.
+        count: i64,
+    },
+}
+
 /// Turns `auto`, `cpu`, `cuda` or `cuda:N` into a device, refusing CUDA that is not there
 /// rather than quietly training on the CPU.
-pub fn parse_device(name: &str) -> Result<Device, String> {
+pub fn parse_device(name: &str) -> Result<Device, DeviceError> {
     parse_device_for_rank(name, 0)
 }
 
 /// [`parse_device`] for the process of a data-parallel run whose rank on this machine is
 /// `local_rank`: `cuda` and `auto` (when CUDA is there) mean `cuda:LOCAL_RANK`, one GPU per
 /// rank, as torchrun and Slurm lay processes out; `cuda:N` stays what it says.
-pub fn parse_device_for_rank(name: &str, local_rank: usize) -> Result<Device, String> {
+pub fn parse_device_for_rank(name: &str, local_rank: usize) -> Result<Device, DeviceError> {
     let cuda_count = tch::Cuda::device_count();
     let cuda = |i: usize| {
         if (i as i64) < cuda_count {
             Ok(Device::Cuda(i))
         } else if cuda_count == 0 {
-            Err(format!(
-                "`{name}` was asked for, but libtorch sees no CUDA device in this process \
-                 (`gdt info` shows what this build and machine provide); use --device cpu"
-            ))
+            Err(DeviceError::NoCuda { name: name.into() })
         } else {
-            Err(format!(
-                "`{name}` was asked for, but there are only {cuda_count} CUDA devices"
-            ))
+            Err(DeviceError::TooFewGpus {
+                name: name.into(),
+                count: cuda_count,
+            })
         }
     };
     match name {
@@ -67,7 +99,7 @@ pub fn parse_device_for_rank(name: &str, local_rank: usize) -> Result<Device, St
         "cuda" => cuda(local_rank),
         _ => match name.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(i)) => cuda(i),
-            _ => Err(format!("unknown device `{name}`; use auto, cpu, cuda or cuda:N")),
+            _ => Err(DeviceError::Unknown { name: name.into() }),
         },
     }
 }
@@ -134,12 +166,21 @@ mod tests {
     #[test]
     fn device_names_parse_and_missing_cuda_is_refused() {
         assert_eq!(parse_device("cpu"), Ok(Device::Cpu));
-        assert!(parse_device("gpu").unwrap_err().contains("auto, cpu, cuda"));
+        assert!(parse_device("gpu")
+            .unwrap_err()
+            .to_string()
+            .contains("auto, cpu, cuda"));
         assert!(parse_device("cuda:x").is_err());
         if !tch::Cuda::is_available() {
             assert_eq!(parse_device("auto"), Ok(Device::Cpu));
-            assert!(parse_device("cuda").unwrap_err().contains("no CUDA device"));
-            assert!(parse_device("cuda:1").unwrap_err().contains("no CUDA device"));
+            assert!(parse_device("cuda")
+                .unwrap_err()
+                .to_string()
+                .contains("no CUDA device"));
+            assert!(parse_device("cuda:1")
+                .unwrap_err()
+                .to_string()
+                .contains("no CUDA device"));
         }
     }
 

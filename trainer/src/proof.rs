@@ -18,13 +18,14 @@ use std::time::Instant;
 
 use gdt_formats::params::PackParams;
 use gdt_pipeline::load::augment::VideoAugment;
-use gdt_pipeline::load::loader::LoadError;
+use gdt_pipeline::load::error::LoadError;
 use gdt_pipeline::synth::packed::write_packed;
 use gdt_pipeline::synth::{plan, CorpusConfig};
 
-use super::{evaluate, EvalOptions, EvalReport, Weights};
 use crate::config::TrainConfig;
-use crate::train::{self, Silent, TrainError};
+use crate::error::TrainError;
+use crate::eval::{evaluate, EvalOptions, EvalReport, Weights};
+use crate::train::{self, Silent};
 
 /// Everything that defines one run of the protocol.
 #[derive(Clone, Debug)]
@@ -154,7 +155,7 @@ pub fn run(settings: &ProofSettings, work: &Path) -> Result<ProofResult, TrainEr
 
     let opts = EvalOptions {
         clips: s.eval_clips,
-        device: crate::device::parse_device(&resolved.config.device).map_err(TrainError::Device)?,
+        device: crate::device::parse_device(&resolved.config.device)?,
         few_shot_draws: 2,
     };
     let trained = evaluate(

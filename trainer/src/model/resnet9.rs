@@ -6,7 +6,7 @@
 
 use tch::nn::{self, ModuleT};
 
-use crate::layers::{batch_norm2d, conv2d, scaled, BnSync};
+use super::layers::{batch_norm2d, conv2d, scaled, BnSync};
 
 /// Output width of the encoder at `width` (512 for the full model).
 pub fn feature_dim(width: f64) -> i64 {

@@ -5,7 +5,7 @@
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use crate::layers::{batch_norm1d, BnSync};
+use super::layers::{batch_norm1d, BnSync};
 
 /// The contrastive embedding's width.
 pub const EMBEDDING_DIM: i64 = 256;
