@@ -83,16 +83,20 @@ def test_tensors_view_the_loaders_buffers_and_steady_state_allocates_nothing(dat
     assert b.audio.data_ptr() == b.native.audio_address()
     seen = {b.video.data_ptr()}
     del b
-    for _ in range(40):  # let the pool fill: workers run up to `prefetch` batches ahead
-        next(loader)
-    before = loader.buffer_allocations()
-    for _ in range(60):
+    # Workers run at most `window` batches ahead of the one in hand, so however the threads
+    # happen to be scheduled, no more than window + 1 batches (a video and an audio buffer
+    # each) ever exist: a loader that dropped its buffers instead of pooling them would
+    # allocate two per batch, 200 here. The pauses let the workers run all the way ahead,
+    # the most buffers the pool can need (how many it reaches without them is up to timing).
+    window = max(gdt.LOADER_DEFAULTS["prefetch"], SMALL["threads"])
+    for i in range(100):
+        if i % 25 == 0:
+            time.sleep(0.3)
         b = next(loader)
         seen.add(b.video.data_ptr())
         del b
-    assert loader.buffer_allocations() == before
-    # A handful of buffers circulate (prefetch depth + workers + the one in hand), not 60.
-    assert len(seen) <= 8, len(seen)
+    assert loader.buffer_allocations() <= 2 * (window + 1)
+    assert len(seen) <= window + 1, len(seen)
 
 
 def test_a_tensor_kept_alive_keeps_its_buffer(dataset):
