@@ -2,8 +2,9 @@
 # Installs what gdt needs to build and test on Debian 12, and nothing that is already there:
 # FFmpeg's -dev libraries, clang/libclang (bindgen), pkg-config, Gloo's headers (the
 # trainer's c10d shim; Gloo's code is in libtorch), a font that labels the
-# figures (`gdt preview`, the training plot), and a project-local Python
-# venv with torch==2.11.0 that tch uses as libtorch. Idempotent and quick when done.
+# figures (`gdt preview`, the training plot), a project-local Python
+# venv with torch==2.11.0 that tch uses as libtorch, and Garage, the S3-compatible server
+# the object-storage tests run against. Idempotent and quick when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -72,4 +73,13 @@ if [ ! -f "$nccl_stamp" ]; then
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
     "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*"
   touch "$nccl_stamp"
+fi
+
+# Garage (AGPL), the S3-compatible server the object-storage tests start on 127.0.0.1
+# (scripts/s3-test-server.sh): a separate program, never linked into gdt. Built once from
+# crates.io with only what a one-node test server needs: about 8-10 minutes on 2 cores.
+GARAGE_VERSION=2.5.0
+if ! { command -v garage || ls "$HOME/.cargo/bin/garage"; } >/dev/null 2>&1; then
+  say "building garage $GARAGE_VERSION for the object-storage tests (once; about 10 minutes on 2 cores)"
+  cargo install --quiet --locked garage --version "$GARAGE_VERSION" --no-default-features --features bundled-libs,sqlite
 fi

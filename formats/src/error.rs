@@ -73,6 +73,23 @@ pub enum FormatError {
         /// What is wrong with it.
         what: String,
     },
+    /// An object store could not give the bytes (after retries): a transport or service
+    /// failure, not damage, so a loader in skip mode stops on it rather than skipping.
+    #[error("{source}")]
+    Storage {
+        /// The object's URL.
+        path: PathBuf,
+        /// The store's error.
+        source: crate::storage::StorageError,
+    },
+    /// A writer will not do what was asked (a destination holds a dataset already, ...).
+    #[error("{path}: {what}")]
+    Refused {
+        /// The destination.
+        path: PathBuf,
+        /// Why, and what to do instead.
+        what: String,
+    },
     /// A JSON document (parameters, `dataset.json`) does not parse.
     #[error("{path}: {what}: {source}")]
     Json {
@@ -86,10 +103,31 @@ pub enum FormatError {
 }
 
 impl FormatError {
+    /// Whether the error says the data is damaged or not gdt's (skippable, one record at a
+    /// time), rather than that it could not be reached (an object store that failed).
+    pub fn is_damage(&self) -> bool {
+        match self {
+            FormatError::NotAShard { .. }
+            | FormatError::Version { .. }
+            | FormatError::Malformed { .. }
+            | FormatError::Checksum { .. }
+            | FormatError::Record { .. }
+            | FormatError::Json { .. } => true,
+            FormatError::Io(_) | FormatError::Storage { .. } | FormatError::Refused { .. } => false,
+        }
+    }
+
     pub(crate) fn malformed(path: &Path, what: impl Into<String>) -> FormatError {
         FormatError::Malformed {
             path: path.to_path_buf(),
             what: what.into(),
+        }
+    }
+
+    pub(crate) fn storage(path: &Path, source: crate::storage::StorageError) -> FormatError {
+        FormatError::Storage {
+            path: path.to_path_buf(),
+            source,
         }
     }
 

@@ -5,6 +5,8 @@
 //! - [`field`]: one module per stored field (frames, spectrogram, metadata).
 //! - [`dataset`]: `dataset.json`, the directory-level description.
 //! - [`params`]: the packing parameters every shard carries.
+//! - [`storage`]: datasets in object stores (`s3://`, `gs://`, `az://`): ranged reads,
+//!   uploads, a local cache.
 //! - [`atomic_file`]: write to a temporary name, then rename.
 //!
 //! ```
@@ -39,5 +41,6 @@ pub mod error;
 pub mod field;
 pub mod params;
 pub mod shard;
+pub mod storage;
 
 pub use error::{FileError, FormatError};

@@ -232,7 +232,7 @@ fn read_all(path: &std::path::Path) -> Result<bool, String> {
         let mut out = Vec::new();
         served &= view.read_frames(&mut decoder, 0, frames, &mut out).is_ok();
     }
-    Ok(served && shard.verify().is_empty())
+    Ok(served && shard.verify().map_err(|e| e.to_string())?.is_empty())
 }
 
 fn campaign(codec: FrameCodec, cases: u32) {

@@ -190,7 +190,7 @@ fn packs_good_inputs_exactly_and_skips_bad_ones_with_reasons() {
     let mut seen = 0;
     for s in &m.shards {
         let shard = Shard::open(&ds.join(&s.file)).unwrap();
-        assert!(shard.verify().is_empty());
+        assert!(shard.verify().unwrap().is_empty());
         for r in 0..shard.len() {
             let rec = shard.record(r).unwrap();
             let meta = rec.meta().unwrap();

@@ -240,9 +240,14 @@ class Loader:
     `preset` sets the view layout a spec needs (shifts per record, reversed views); or give
     `shifts` and `reversal`. `crop` scales the reference's scale jitter with it. Every other
     setting of `LOADER_DEFAULTS` (scale_min, scale_max, color_jitter, prefetch, min_gap,
-    strict, splits) is a keyword argument too; `settings` is what the loader was built with.
+    strict, splits, cache_dir, cache_gib) is a keyword argument too; `settings` is what the loader was built with.
     `epochs` counts from epoch 0, also when resuming; `state_dict()` /
     `Loader(..., state=...)` resume exactly, mid-epoch included.
+
+    `path` is a directory or an object-store URL (`s3://bucket/k400`, `gs://`, `az://`;
+    credentials, region and endpoint from the `AWS_*` variables): the batches are the same
+    as from a local copy. `cache_dir` keeps a remote dataset's shards on local disk for
+    later runs (`cache_gib` bounds it; default: half the free space).
 
     `device="cuda"` (this rank's GPU: `cuda:LOCAL_RANK`) yields batches already on the GPU:
     the loader writes into page-locked memory, and each batch is copied on a side stream
@@ -278,6 +283,8 @@ class Loader:
                             f"settings: {sorted(LOADER_DEFAULTS)}")
         _, p_shifts, p_reversal = TransformSpec.preset(preset or DEFAULT_PRESET)
         settings = dict(LOADER_DEFAULTS, **options)
+        if settings["cache_dir"] is not None:
+            settings["cache_dir"] = os.fspath(settings["cache_dir"])
         settings.update(
             batch_size=batch_size,
             threads=threads,

@@ -26,11 +26,14 @@ pub enum Command {
     /// Decode videos once into sharded, checksummed, memory-mapped records.
     Pack(PackArgs),
     /// Join the parts of a pack made on many machines (`gdt pack --part i/N`) into one
-    /// dataset, hard-linking their shards (no copy).
+    /// dataset, hard-linking their shards (no copy; in an object store, naming them).
     Merge(MergeArgs),
+    /// Copy a packed dataset into an object store (s3://...) or from one onto a local disk.
+    Copy(CopyArgs),
     /// Show a packed dataset's parameters, sizes, label histogram and skipped inputs.
     Inspect(InspectArgs),
-    /// Check every checksum and bound of a packed dataset; exit 1 on any damage.
+    /// Check every checksum and bound of a packed dataset; exit 1 on any damage (2 when an
+    /// object store failed before the end).
     Verify(VerifyArgs),
     /// Draw a record's frames above its spectrogram, on one time axis, as a PNG.
     Preview(PreviewArgs),
@@ -88,6 +91,21 @@ pub struct TrainArgs {
     /// on CUDA tensors (slower; any build). CPU tensors always use Gloo.
     #[arg(long, value_enum, default_value_t = DistBackend::Nccl)]
     pub dist_backend: DistBackend,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// The local cache of a dataset in an object store (`data.cache_dir`, `data.cache_gib`).
+#[derive(Debug, Args, Default)]
+pub struct CacheArgs {
+    /// For a dataset in an object store (s3://...): keep its shards in this local directory
+    /// as they are read, so later runs read them from disk. Default: no cache, ranged reads.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// The cache's bound, GiB (least recently read shards go first). Default: half of the
+    /// free space of its file system.
+    #[arg(long, value_name = "GIB", requires = "cache_dir")]
+    pub cache_gib: Option<f64>,
 }
 
 /// `gdt train --help`'s epilogue: every config key (from the config type itself) and how
@@ -201,9 +219,17 @@ pub struct SynthArgs {
 pub struct PackArgs {
     /// A folder of videos (searched recursively) or a CSV manifest `path[,label[,split]]`.
     pub input: PathBuf,
-    /// Dataset directory to write (with --part: the folder its `part-i` directory goes in).
+    /// Dataset directory to write (with --part: the folder its `part-i` directory goes in),
+    /// or an object-store prefix: s3://bucket/k400 (credentials, region and endpoint from
+    /// the AWS_* variables), gs://..., az://...
     #[arg(short, long)]
     pub out: PathBuf,
+    /// With an object-store -o: where shards are written before each is uploaded and
+    /// deleted (about three at a time), in a folder of the pack's own (`gdt-pack-<hash of
+    /// the URL>`) that is removed when the pack completes. Default: the system's temporary
+    /// directory.
+    #[arg(long, value_name = "DIR")]
+    pub staging: Option<PathBuf>,
     /// Pack part i of N (0-based) of the input list into OUT/part-i: a contiguous range,
     /// computed by every task alone (Slurm array jobs, indexed jobs, a loop over hosts).
     /// Join the parts with `gdt merge OUT/part-* -o DATASET`.
@@ -359,6 +385,7 @@ pub struct BenchLoadArgs {
     pub threads: Vec<usize>,
     /// Drop the dataset's pages from the page cache before each run (no root needed), as
     /// for a dataset larger than memory; reports the storage bytes and read rate a clip needs.
+    /// (A dataset in an object store is always read cold: each run opens it anew.)
     #[arg(long)]
     pub cold: bool,
     /// Do not read ahead in loader order (madvise WILLNEED of the batches a window ahead).
@@ -385,16 +412,28 @@ pub struct BenchLoadArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// The parts' directories (`gdt pack --part i/N` outputs), in any order.
+    /// The parts' directories (`gdt pack --part i/N` outputs), in any order; in an object
+    /// store, their URLs or a pattern such as 's3://bucket/k400/part-*'.
     #[arg(required = true)]
     pub parts: Vec<PathBuf>,
-    /// The dataset to create (must not exist, or be empty; same file system as the parts).
+    /// The dataset to create (must not exist, or be empty; same file system as the parts; in
+    /// an object store, the prefix the parts are below).
     #[arg(short, long)]
     pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The dataset: a directory or an object-store URL.
+    pub from: PathBuf,
+    /// Where the copy goes: an object-store URL or a directory (empty or new).
+    pub to: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -45,6 +45,15 @@ impl RecordIndex {
             records: Vec::with_capacity(ds.len()),
             unreadable: Vec::new(),
         };
+        // A remote shard's metadata is asked for all at once, so its requests overlap.
+        for shard in ds.shards.iter().filter(|s| s.is_remote()) {
+            let mut metas: Vec<(u64, u64)> = (0..shard.len())
+                .filter_map(|r| shard.record(r).ok())
+                .map(|view| view.blob_location(0))
+                .map(|(offset, len)| (offset, len as u64))
+                .collect();
+            shard.will_need(&mut metas);
+        }
         for shard in &ds.shards {
             for r in 0..shard.len() {
                 let view = shard.record(r).expect("a record number below the shard's count");

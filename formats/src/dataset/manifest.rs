@@ -1,7 +1,8 @@
 //! `dataset.json`: the directory-level description of a packed dataset.
 //!
 //! It names the shards (plain file names inside the dataset directory, nothing else is
-//! accepted), the parameters, the label names and the totals a person wants to see.
+//! accepted; in an object store, also objects below the dataset's prefix, as a merge of
+//! parts names them), the parameters, the label names and the totals a person wants to see.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{FormatError, Result};
 use crate::params::PackParams;
 use crate::shard::FORMAT_VERSION;
+use crate::storage::{Location, ObjectDir, StorageError};
 
 use super::files::DATASET_FILE;
 use super::tally::{InputCounts, InputTally};
@@ -112,28 +114,71 @@ impl DatasetManifest {
         }
     }
 
-    /// Reads and checks `DIR/dataset.json`.
+    /// Reads and checks `DIR/dataset.json`; `DIR` may be an object-store URL.
     pub fn load(dir: &Path) -> Result<DatasetManifest> {
-        let path = dir.join(DATASET_FILE);
-        let bytes = std::fs::read(&path).map_err(FormatError::io(&path))?;
-        let m: DatasetManifest = serde_json::from_slice(&bytes).map_err(|source| FormatError::Json {
-            path: path.clone(),
+        match Location::of(dir).map_err(|e| FormatError::storage(dir, e))? {
+            Location::Local(dir) => {
+                let path = dir.join(DATASET_FILE);
+                let bytes = std::fs::read(&path).map_err(FormatError::io(&path))?;
+                Self::parse(&path, &bytes, |m, file| m.shard_path(&dir, file).map(|_| ()))
+            }
+            Location::Object(objects) => Self::load_object(&objects),
+        }
+    }
+
+    /// Reads and checks `dataset.json` of an object-store prefix. Its first request gives up
+    /// quickly, so a wrong endpoint, bad credentials or a missing bucket are one line at once.
+    pub fn load_object(objects: &ObjectDir) -> Result<DatasetManifest> {
+        let path = PathBuf::from(objects.url_of(DATASET_FILE));
+        let bytes = match objects.probe(DATASET_FILE) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                // Not found: no such dataset, or no such bucket; a listing tells which.
+                let what = match objects.list() {
+                    Ok(names) if names.is_empty() => {
+                        "not found: nothing is stored under this prefix".to_string()
+                    }
+                    Ok(_) => {
+                        "not found: the prefix holds objects but no dataset (an unfinished pack?)".to_string()
+                    }
+                    Err(e) => e.what,
+                };
+                return Err(FormatError::storage(
+                    &path,
+                    StorageError {
+                        url: path.display().to_string(),
+                        what,
+                    },
+                ));
+            }
+            Err(e) => return Err(FormatError::storage(&path, e)),
+        };
+        Self::parse(&path, &bytes, |_, file| object_shard_name(file).map(|_| ()))
+    }
+
+    /// `dataset.json`'s bytes, checked; `shard_ok` checks each shard's name.
+    fn parse(
+        path: &Path,
+        bytes: &[u8],
+        shard_ok: impl Fn(&DatasetManifest, &str) -> std::result::Result<(), String>,
+    ) -> Result<DatasetManifest> {
+        let m: DatasetManifest = serde_json::from_slice(bytes).map_err(|source| FormatError::Json {
+            path: path.to_path_buf(),
             what: "dataset description",
             source,
         })?;
         if m.format_version != FORMAT_VERSION {
             return Err(FormatError::Version {
-                path,
+                path: path.to_path_buf(),
                 found: m.format_version,
                 supported: FORMAT_VERSION,
             });
         }
         m.params
             .validate()
-            .map_err(|e| FormatError::malformed(&path, format!("parameters: {e}")))?;
+            .map_err(|e| FormatError::malformed(path, format!("parameters: {e}")))?;
         for s in &m.shards {
-            m.shard_path(dir, &s.file)
-                .map_err(|what| FormatError::malformed(&path, what))?;
+            shard_ok(&m, &s.file).map_err(|what| FormatError::malformed(path, what))?;
         }
         Ok(m)
     }
@@ -141,8 +186,17 @@ impl DatasetManifest {
     /// Writes `DIR/dataset.json` atomically.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join(DATASET_FILE);
-        let json = serde_json::to_vec_pretty(self).expect("manifest serialises");
-        crate::atomic_file::write_atomic(&path, &json).map_err(FormatError::io(&path))
+        crate::atomic_file::write_atomic(&path, &self.to_json()).map_err(FormatError::io(&path))
+    }
+
+    /// The description as `dataset.json` holds it.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("manifest serialises")
+    }
+
+    /// The object name (below the dataset's prefix) of a shard named in the manifest.
+    pub fn object_name(&self, file: &str) -> std::result::Result<String, String> {
+        object_shard_name(file)
     }
 
     /// The path of a shard named in the manifest. Only a plain file name directly inside the
@@ -173,6 +227,23 @@ impl DatasetManifest {
             }
         }
         Ok(full)
+    }
+}
+
+/// A shard's name in an object store's dataset: a path below the dataset's prefix, of plain
+/// components only (`shard-00000.gdt`, or `part-3/shard-00000.gdt` after a merge of parts):
+/// nothing absolute, no `..`, so a description can only name objects of its own dataset.
+fn object_shard_name(file: &str) -> std::result::Result<String, String> {
+    let plain = !file.is_empty()
+        && file
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\\'));
+    if plain {
+        Ok(file.to_string())
+    } else {
+        Err(format!(
+            "shard {file:?} is not an object below the dataset's prefix"
+        ))
     }
 }
 
@@ -222,6 +293,23 @@ mod tests {
             manifest(&["link.gdt"]).save(dir.path()).unwrap();
             let err = DatasetManifest::load(dir.path()).unwrap_err().to_string();
             assert!(err.contains("leads out"), "{err}");
+        }
+    }
+
+    #[test]
+    fn object_store_shards_may_only_name_objects_below_the_prefix() {
+        for ok in ["shard-00000.gdt", "part-3/shard-00001.gdt"] {
+            assert_eq!(object_shard_name(ok).unwrap(), ok);
+        }
+        for bad in [
+            "",
+            "/shard.gdt",
+            "../x/shard.gdt",
+            "a//b",
+            "./shard.gdt",
+            "part-0/../../x",
+        ] {
+            assert!(object_shard_name(bad).is_err(), "{bad}");
         }
     }
 

@@ -4,11 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::files::DATASET_FILE;
 use super::index::RecordIndex;
 use super::manifest::{DatasetManifest, ShardInfo};
+use super::opener::{OpenOptions, Opener};
 use crate::error::{FormatError, Result};
 use crate::shard::Shard;
+use crate::storage::cache::DiskCache;
 
 /// What is wrong between a shard and its line in `dataset.json`, if anything: the cross-check
 /// both [`Dataset::open`] and [`super::verify`] make.
@@ -28,49 +29,62 @@ pub(crate) fn mismatch(manifest: &DatasetManifest, info: &ShardInfo, shard: &Sha
 
 /// A packed dataset opened for reading: its description and every shard, validated.
 pub struct Dataset {
-    /// The dataset directory.
+    /// The dataset directory, or its object-store URL.
     pub dir: PathBuf,
     /// Its `dataset.json`.
     pub manifest: DatasetManifest,
-    /// Every shard, validated and memory-mapped, in record order.
+    /// Every shard, validated, in record order: memory-mapped, or read by ranges from an
+    /// object store.
     pub shards: Vec<Shard>,
     /// Global index of each shard's first record.
     starts: Vec<usize>,
     /// Read on first use (see [`Dataset::index`]).
     index: OnceLock<RecordIndex>,
+    /// A remote dataset's local cache, filling while the dataset is open.
+    _cache: Option<DiskCache>,
 }
 
 impl Dataset {
-    /// Opens `dir`: reads `dataset.json`, opens every shard it names and checks that each
-    /// holds the records and bytes the description says.
+    /// Opens `dir` (a directory, or an object-store URL such as `s3://bucket/k400`): reads
+    /// `dataset.json`, opens every shard it names and checks that each holds the records and
+    /// bytes the description says.
     ///
-    /// Shards are memory-mapped, not read: a dataset must not be modified while it is open
-    /// (gdt never rewrites a finished shard). A shard truncated or rewritten under an open
-    /// dataset can crash the process with SIGBUS instead of returning an error.
+    /// Local shards are memory-mapped, not read: a dataset must not be modified while it is
+    /// open (gdt never rewrites a finished shard). A shard truncated or rewritten under an
+    /// open dataset can crash the process with SIGBUS instead of returning an error.
     pub fn open(dir: &Path) -> Result<Dataset> {
-        let manifest = DatasetManifest::load(dir)?;
+        Dataset::open_with(dir, &OpenOptions::default())
+    }
+
+    /// [`Dataset::open`] with a local cache for a remote dataset.
+    pub fn open_with(dir: &Path, options: &OpenOptions) -> Result<Dataset> {
+        let (mut opener, manifest) = Opener::new(dir, options)?;
         let mut shards = Vec::with_capacity(manifest.shards.len());
         let mut starts = Vec::with_capacity(manifest.shards.len());
         let mut total = 0;
-        for info in &manifest.shards {
-            let path = manifest
-                .shard_path(dir, &info.file)
-                .map_err(|what| FormatError::malformed(&dir.join(DATASET_FILE), what))?;
-            let shard = Shard::open(&path)?;
+        for (info, shard) in manifest.shards.iter().zip(opener.open_all(&manifest)) {
+            let shard = shard?;
             if let Some(what) = mismatch(&manifest, info, &shard) {
-                return Err(FormatError::malformed(&path, what));
+                return Err(FormatError::malformed(shard.path(), what));
             }
             starts.push(total);
             total += shard.len();
             shards.push(shard);
         }
+        opener.fill_cache(&manifest, &shards);
         Ok(Dataset {
             dir: dir.to_path_buf(),
             manifest,
             shards,
             starts,
             index: OnceLock::new(),
+            _cache: opener.into_cache(),
         })
+    }
+
+    /// Whether the dataset is read from an object store (some of its shards, at least).
+    pub fn is_remote(&self) -> bool {
+        self.shards.iter().any(Shard::is_remote)
     }
 
     /// Every record's frame count, label and split, read on the first call (one metadata

@@ -7,9 +7,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::files::DATASET_FILE;
-use super::manifest::DatasetManifest;
+use super::opener::{OpenOptions, Opener};
 use super::reader::mismatch;
-use crate::shard::Shard;
+use crate::error::FormatError;
 
 /// One problem found: where, and what.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -32,21 +32,32 @@ pub struct Verification {
     /// Every problem, in file order; empty when the dataset is intact.
     #[serde(rename = "damage")]
     pub problems: Vec<Problem>,
+    /// Why the pass stopped before the end, when an object store failed (after its
+    /// retries): what was not read is neither damaged nor verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 impl Verification {
-    /// Whether nothing was found.
+    /// Whether everything was read and nothing was found.
     pub fn ok(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.stopped.is_none()
     }
 }
 
-/// Checks every shard of the dataset in `dir` against `dataset.json` and every blob against
-/// its checksum. Never fails: an unreadable description or shard is itself a problem found.
+/// Checks every shard of the dataset in `dir` (a directory or an object-store URL) against
+/// `dataset.json` and every blob against its checksum. Never fails: an unreadable description
+/// or shard is itself a problem found. An object store that fails (after its retries) ends
+/// the pass, saying why in [`Verification::stopped`]: every later read would wait out its
+/// retries too.
 pub fn verify(dir: &Path) -> Verification {
     let mut v = Verification::default();
-    let m = match DatasetManifest::load(dir) {
-        Ok(m) => m,
+    let (opener, m) = match Opener::new(dir, &OpenOptions::default()) {
+        Ok(opened) => opened,
+        Err(e @ FormatError::Storage { .. }) => {
+            v.stopped = Some(e.to_string());
+            return v;
+        }
         Err(e) => {
             v.problems.push(Problem {
                 shard: DATASET_FILE.into(),
@@ -56,21 +67,21 @@ pub fn verify(dir: &Path) -> Verification {
             return v;
         }
     };
-    for info in &m.shards {
+    for (info, shard) in m.shards.iter().zip(opener.open_all(&m)) {
         v.shards += 1;
         let problem = |record, what| Problem {
             shard: info.file.clone(),
             record,
             what,
         };
-        let shard = match m.shard_path(dir, &info.file).map(|p| Shard::open(&p)) {
-            Ok(Ok(shard)) => shard,
-            Ok(Err(e)) => {
-                v.problems.push(problem(None, e.to_string()));
-                continue;
+        let shard = match shard {
+            Ok(shard) => shard,
+            Err(e @ FormatError::Storage { .. }) => {
+                v.stopped = Some(e.to_string());
+                return v;
             }
-            Err(what) => {
-                v.problems.push(problem(None, what));
+            Err(e) => {
+                v.problems.push(problem(None, e.to_string()));
                 continue;
             }
         };
@@ -78,8 +89,14 @@ pub fn verify(dir: &Path) -> Verification {
         if let Some(what) = mismatch(&m, info, &shard) {
             v.problems.push(problem(None, what));
         }
-        for d in shard.verify() {
-            v.problems.push(problem(Some(d.record), d.what));
+        match shard.verify() {
+            Ok(damage) => v
+                .problems
+                .extend(damage.into_iter().map(|d| problem(Some(d.record), d.what))),
+            Err(e) => {
+                v.stopped = Some(e.to_string());
+                return v;
+            }
         }
     }
     v

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use memmap2::Mmap;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -17,11 +18,60 @@ use crate::field::frames::{ChunkDecoder, FrameShape};
 use crate::field::meta::RecordMeta;
 use crate::field::spectrogram;
 use crate::params::PackParams;
+use crate::storage::RemoteFile;
 
-/// A validated, memory-mapped shard.
+/// Where a shard's bytes are: a memory-mapped local file, or an object read by ranges.
+enum Source {
+    Mapped(Mmap),
+    Remote(RemoteFile),
+}
+
+/// Bytes of a shard: borrowed from the map, or fetched from an object store.
+pub enum Blob<'a> {
+    /// A slice of the memory-mapped file.
+    Mapped(&'a [u8]),
+    /// Bytes fetched (or read-ahead) from an object store.
+    Fetched(Bytes),
+}
+
+impl std::ops::Deref for Blob<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Blob::Mapped(b) => b,
+            Blob::Fetched(b) => b,
+        }
+    }
+}
+
+impl Source {
+    fn len(&self) -> u64 {
+        match self {
+            Source::Mapped(m) => m.len() as u64,
+            Source::Remote(r) => r.len(),
+        }
+    }
+
+    /// Bytes `offset..offset + len`, which the caller has checked lie in the file.
+    fn read(&self, path: &Path, offset: u64, len: u64) -> Result<Blob<'_>> {
+        match self {
+            Source::Mapped(m) => Ok(Blob::Mapped(&m[offset as usize..(offset + len) as usize])),
+            Source::Remote(r) => r
+                .read(offset, len)
+                .map(Blob::Fetched)
+                .map_err(|e| FormatError::Storage {
+                    path: path.to_path_buf(),
+                    source: e,
+                }),
+        }
+    }
+}
+
+/// A validated shard, memory-mapped or in an object store.
 pub struct Shard {
+    /// The file's path, or the object's URL.
     path: PathBuf,
-    map: Mmap,
+    source: Source,
     params: PackParams,
     records: Vec<RecordEntry>,
     blobs: Vec<BlobEntry>,
@@ -44,8 +94,31 @@ impl Shard {
         }
         // SAFETY: shards are immutable once complete (see above); the map is read-only.
         let map = unsafe { Mmap::map(&file) }.map_err(FormatError::io(path))?;
-        let b = &map[..];
-        let header = Header::parse(b);
+        Shard::parse(path.to_path_buf(), Source::Mapped(map))
+    }
+
+    /// Opens and validates a shard in an object store: its header, footer and index are
+    /// read (three ranged requests); records are read by ranges as they are needed.
+    pub fn open_remote(file: RemoteFile) -> Result<Shard> {
+        let path = PathBuf::from(file.url());
+        if file.len() < (Header::LEN + Footer::LEN) as u64 {
+            return Err(FormatError::malformed(
+                &path,
+                format!("{} bytes is too short for a shard", file.len()),
+            ));
+        }
+        Shard::parse(path, Source::Remote(file))
+    }
+
+    /// Validates everything that bounds a later read, from the header, footer and index.
+    fn parse(path: PathBuf, source: Source) -> Result<Shard> {
+        let path = path.as_path();
+        let len = source.len();
+        // Parameters take about 1 KiB: one small read has them (one request from a store),
+        // and a longer header is read again whole.
+        const FIRST_READ: usize = Header::LEN + 4096;
+        let mut head = source.read(path, 0, len.min(FIRST_READ as u64))?;
+        let header = Header::parse(&head);
         if &header.magic != MAGIC {
             return Err(FormatError::NotAShard {
                 path: path.to_path_buf(),
@@ -60,14 +133,17 @@ impl Shard {
             });
         }
         let params_len = header.params_len as usize;
-        if params_len > MAX_PARAMS_LEN || Header::LEN + params_len + Footer::LEN > b.len() {
+        if params_len > MAX_PARAMS_LEN || (Header::LEN + params_len + Footer::LEN) as u64 > len {
             return Err(FormatError::malformed(
                 path,
                 format!("header claims {params_len} bytes of parameters"),
             ));
         }
         let header_end = Header::LEN + params_len;
-        let params_bytes = &b[Header::LEN..header_end];
+        if header_end > head.len() {
+            head = source.read(path, 0, header_end as u64)?;
+        }
+        let params_bytes = &head[Header::LEN..header_end];
         if header.expected_checksum(params_bytes) != header.checksum {
             return Err(FormatError::Checksum {
                 path: path.to_path_buf(),
@@ -84,7 +160,7 @@ impl Shard {
             .validate()
             .map_err(|e| FormatError::malformed(path, format!("header parameters: {e}")))?;
 
-        let footer = Footer::parse(&b[b.len() - Footer::LEN..]);
+        let footer = Footer::parse(&source.read(path, len - Footer::LEN as u64, Footer::LEN as u64)?);
         if &footer.end_magic != END_MAGIC {
             return Err(FormatError::malformed(
                 path,
@@ -112,8 +188,8 @@ impl Shard {
                 "index does not fit between header and footer",
             ));
         }
-        let index = &b[index_offset as usize..(index_offset + index_len) as usize];
-        if xxh3_64(index) != footer.index_checksum {
+        let index = source.read(path, index_offset, index_len)?;
+        if xxh3_64(&index) != footer.index_checksum {
             return Err(FormatError::Checksum {
                 path: path.to_path_buf(),
                 region: "index",
@@ -132,9 +208,10 @@ impl Shard {
             .chunks_exact(BlobEntry::LEN)
             .map(BlobEntry::parse)
             .collect();
+        drop((head, index));
         let shard = Shard {
             path: path.to_path_buf(),
-            map,
+            source,
             params,
             records,
             blobs,
@@ -272,21 +349,51 @@ impl Shard {
 
     /// The file's size in bytes.
     pub fn file_len(&self) -> u64 {
-        self.map.len() as u64
+        self.source.len()
     }
 
-    /// Asks the kernel to read `len` bytes at `offset` into the page cache ahead of use
-    /// (`madvise(MADV_WILLNEED)`), so that a read that follows does not wait for the disk. A
-    /// hint only: nothing is checked or returned, and a range past the end is ignored.
-    pub fn will_need(&self, offset: u64, len: u64) {
-        let end = offset.saturating_add(len).min(self.map.len() as u64);
-        if offset < end {
-            let _ = self.map.advise_range(
-                memmap2::Advice::WillNeed,
-                offset as usize,
-                (end - offset) as usize,
-            );
+    /// Asks for `ranges` (offset, length) to be brought close ahead of use: for a local file
+    /// the kernel reads them into the page cache (`madvise(MADV_WILLNEED)`); for an object,
+    /// requests for them start now. Ranges closer than 64 KiB are merged first (one request
+    /// for a record's spectrogram and the chunks of its clips). A hint only: nothing is
+    /// checked or returned, and what lies past the end is ignored.
+    pub fn will_need(&self, ranges: &mut Vec<(u64, u64)>) {
+        const GAP: u64 = 64 << 10;
+        // Merged in place: the loader calls this per record and allocates nothing per batch.
+        ranges.sort_unstable();
+        let mut kept = 0usize;
+        for i in 0..ranges.len() {
+            let (offset, len) = ranges[i];
+            match kept.checked_sub(1).map(|k| &mut ranges[k]) {
+                Some((o, l)) if offset <= *o + *l + GAP => *l = (*l).max(offset + len - *o),
+                _ => {
+                    ranges[kept] = (offset, len);
+                    kept += 1;
+                }
+            }
         }
+        ranges.truncate(kept);
+        let merged = &ranges[..];
+        match &self.source {
+            Source::Mapped(map) => {
+                for &(offset, len) in merged {
+                    let end = offset.saturating_add(len).min(map.len() as u64);
+                    if offset < end {
+                        let _ = map.advise_range(
+                            memmap2::Advice::WillNeed,
+                            offset as usize,
+                            (end - offset) as usize,
+                        );
+                    }
+                }
+            }
+            Source::Remote(file) => file.prefetch(merged),
+        }
+    }
+
+    /// Whether the shard is read from an object store.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.source, Source::Remote(_))
     }
 
     /// Record `index` of this shard, for reading.
@@ -304,13 +411,20 @@ impl Shard {
         })
     }
 
-    /// Full integrity pass: checks every blob's checksum. Returns one line per damaged blob.
-    pub fn verify(&self) -> Vec<Damage> {
+    /// Full integrity pass: checks every blob's checksum. Returns one line per damaged blob;
+    /// an error only when the bytes cannot be read at all (an object store that fails).
+    pub fn verify(&self) -> Result<Vec<Damage>> {
         let mut damage = Vec::new();
         for (i, r) in self.records.iter().enumerate() {
-            for k in 0..r.blob_count as usize {
-                let blob = self.blobs[r.first_blob as usize + k];
-                if xxh3_64(self.blob_bytes(&blob)) != blob.checksum {
+            let blobs = &self.blobs[r.first_blob as usize..(r.first_blob + r.blob_count) as usize];
+            if let (Source::Remote(file), Some(first), Some(last)) =
+                (&self.source, blobs.first(), blobs.last())
+            {
+                // One request per record rather than one per blob.
+                file.prefetch(&[(first.offset, last.offset + last.len as u64 - first.offset)]);
+            }
+            for (k, blob) in blobs.iter().enumerate() {
+                if xxh3_64(&self.blob_bytes(blob)?) != blob.checksum {
                     damage.push(Damage {
                         record: i,
                         what: format!("{} checksum mismatch", blob_name(k)),
@@ -318,12 +432,21 @@ impl Shard {
                 }
             }
         }
-        damage
+        Ok(damage)
     }
 
-    fn blob_bytes(&self, blob: &BlobEntry) -> &[u8] {
-        // In bounds: validate_index checked every blob against the records region.
-        &self.map[blob.offset as usize..blob.offset as usize + blob.len as usize]
+    /// A blob's stored bytes. In bounds: `validate_index` checked every blob against the
+    /// records region.
+    fn blob_bytes(&self, blob: &BlobEntry) -> Result<Blob<'_>> {
+        self.source.read(&self.path, blob.offset, blob.len as u64)
+    }
+
+    /// Drops fetched bytes of a blob that failed its checksum, so the next read fetches them
+    /// again (a transfer damaged on the way rather than an object damaged in the store).
+    fn refetch(&self, blob: &BlobEntry) {
+        if let Source::Remote(file) = &self.source {
+            file.forget(blob.offset, blob.len as u64);
+        }
     }
 }
 
@@ -365,11 +488,17 @@ impl<'a> RecordView<'a> {
         }
     }
 
-    /// A blob's stored bytes, zero-copy from the map, after checking its checksum.
-    fn blob(&self, k: usize) -> Result<(&'a [u8], BlobEntry)> {
+    /// A blob's stored bytes (zero-copy from the map, or fetched), after checking its
+    /// checksum. Fetched bytes that fail it are fetched once more before the blob is called
+    /// damaged: what failed may have been the transfer.
+    fn blob(&self, k: usize) -> Result<(Blob<'a>, BlobEntry)> {
         let blob = self.shard.blobs[self.entry.first_blob as usize + k];
-        let bytes = self.shard.blob_bytes(&blob);
-        if xxh3_64(bytes) != blob.checksum {
+        let mut bytes = self.shard.blob_bytes(&blob)?;
+        if xxh3_64(&bytes) != blob.checksum && self.shard.is_remote() {
+            self.shard.refetch(&blob);
+            bytes = self.shard.blob_bytes(&blob)?;
+        }
+        if xxh3_64(&bytes) != blob.checksum {
             return Err(self.err(format!("{} checksum mismatch", blob_name(k))));
         }
         Ok((bytes, blob))
@@ -409,7 +538,7 @@ impl<'a> RecordView<'a> {
     /// Its metadata, after the checksum.
     pub fn meta(&self) -> Result<RecordMeta> {
         let (bytes, _) = self.blob(0)?;
-        serde_json::from_slice(bytes).map_err(|e| self.err(format!("metadata: {e}")))
+        serde_json::from_slice(&bytes).map_err(|e| self.err(format!("metadata: {e}")))
     }
 
     /// Frame chunks it holds.
@@ -418,7 +547,7 @@ impl<'a> RecordView<'a> {
     }
 
     /// A frame chunk's compressed bytes (zero-copy) and its decoded length.
-    pub fn chunk(&self, c: usize) -> Result<(&'a [u8], usize)> {
+    pub fn chunk(&self, c: usize) -> Result<(Blob<'a>, usize)> {
         if c >= self.chunk_count() {
             return Err(self.err(format!("chunk {c} requested, record has {}", self.chunk_count())));
         }
@@ -467,7 +596,7 @@ impl<'a> RecordView<'a> {
                 let (bytes, raw_len) = self.chunk(c)?;
                 buf.resize(raw_len, 0);
                 decoder
-                    .decode(bytes, self.shape(), &self.shard.params.codec, &mut buf)
+                    .decode(&bytes, self.shape(), &self.shard.params.codec, &mut buf)
                     .map_err(|e| self.err(format!("frame chunk {c}: {e}")))?;
                 let from = start.max(c * per_chunk) - c * per_chunk;
                 let to = (start + count).min((c + 1) * per_chunk) - c * per_chunk;
@@ -486,7 +615,7 @@ impl<'a> RecordView<'a> {
         let (bytes, blob) = self.blob(1)?;
         out.resize(blob.raw_len as usize / 2, 0.0);
         let mut raw = std::mem::take(&mut decoder.scratch);
-        let result = spectrogram::decode_with(&mut decoder.zstd, &mut raw, bytes, out)
+        let result = spectrogram::decode_with(&mut decoder.zstd, &mut raw, &bytes, out)
             .map_err(|e| self.err(format!("spectrogram: {e}")));
         decoder.scratch = raw;
         result
@@ -496,7 +625,7 @@ impl<'a> RecordView<'a> {
     pub fn spectrogram(&self) -> Result<Vec<f32>> {
         let (bytes, blob) = self.blob(1)?;
         let mut out = vec![0f32; blob.raw_len as usize / 2];
-        spectrogram::decode(bytes, &mut out).map_err(|e| self.err(format!("spectrogram: {e}")))?;
+        spectrogram::decode(&bytes, &mut out).map_err(|e| self.err(format!("spectrogram: {e}")))?;
         Ok(out)
     }
 }

@@ -32,7 +32,11 @@ impl Machine {
     pub fn describe(dataset: &Path, build_features: Vec<String>) -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let mount = mount_of(dataset);
+        let mount = if gdt_formats::storage::Location::is_url(dataset) {
+            Some((object_store_endpoint(dataset), "object store".to_string()))
+        } else {
+            mount_of(dataset)
+        };
         Machine {
             cpu: cpuinfo
                 .lines()
@@ -71,6 +75,33 @@ impl Machine {
     }
 }
 
+/// The peak resident memory of this process so far (`VmHWM`), bytes.
+pub fn peak_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Where an object-store dataset is served from: the endpoint the environment names, or
+/// the store's own.
+fn object_store_endpoint(dataset: &Path) -> String {
+    let url = dataset.display().to_string();
+    match ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|e| !e.is_empty()))
+    {
+        Some(endpoint) if url.starts_with("s3") => format!("{url} at {endpoint}"),
+        _ => url,
+    }
+}
+
 /// (device, file system type) of the mount holding `path`: the longest mount point that
 /// is a prefix of its canonical path, from `/proc/self/mounts`.
 fn mount_of(path: &Path) -> Option<(String, String)> {
@@ -103,5 +134,11 @@ mod tests {
             assert!(m.dataset_filesystem.is_some(), "{m:?}");
         }
         assert!(m.line().contains("[ffmpeg]"), "{}", m.line());
+        if cfg!(target_os = "linux") {
+            assert!(peak_resident_bytes().unwrap() > 1 << 20);
+        }
+        let remote = Machine::describe(Path::new("gs://bucket/k400"), Vec::new());
+        assert_eq!(remote.dataset_filesystem.as_deref(), Some("object store"));
+        assert_eq!(remote.dataset_device.as_deref(), Some("gs://bucket/k400"));
     }
 }

@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use gdt_formats::dataset::{Dataset, DatasetManifest};
 use gdt_formats::params::FrameCodec;
+use gdt_formats::storage::Location;
 use gdt_formats::{FileError, FormatError};
 use serde::Serialize;
 
@@ -125,6 +126,13 @@ pub struct Run {
     /// clip costs the disk. Records read twice in a run come from the page cache, so on a
     /// dataset smaller than the run's reads this is a lower bound; warm runs read ~0.
     pub storage_bytes_per_clip: Option<f64>,
+    /// From an object store: requests made per clip, over the whole run (each run opens
+    /// the dataset anew, so its memory cache starts empty).
+    pub requests_per_clip: Option<f64>,
+    /// From an object store: bytes fetched per clip, over the whole run.
+    pub fetched_bytes_per_clip: Option<f64>,
+    /// Records left out of the run's batches because they are damaged (skip mode).
+    pub skipped_records: usize,
 }
 
 /// The median, smallest and largest of a figure over the rounds.
@@ -176,6 +184,10 @@ pub struct AtThreads {
     pub storage_bytes_per_clip: Option<f64>,
     /// The storage read rate the median clips/s needs, MB/s.
     pub storage_mb_per_s: Option<f64>,
+    /// From an object store: requests per clip, median of the loader's rounds.
+    pub requests_per_clip: Option<f64>,
+    /// From an object store: bytes fetched per clip, median of the loader's rounds.
+    pub fetched_bytes_per_clip: Option<f64>,
     /// GPUs this many threads feed (with `gpu_clips_per_s`).
     pub gpus_fed: Option<f64>,
     /// Cores each GPU needs at this count (with `gpu_clips_per_s`).
@@ -234,6 +246,10 @@ pub struct BenchReport {
     pub readahead: bool,
     /// What one GPU consumes, as given.
     pub gpu_clips_per_s: Option<f64>,
+    /// Damaged records skipped, the most in any run: batches were short of them.
+    pub skipped_records: usize,
+    /// The process's peak resident memory over the whole benchmark, MiB.
+    pub peak_memory_mib: Option<f64>,
     /// The machine and build.
     pub machine: Machine,
 }
@@ -250,10 +266,20 @@ pub fn run(b: &LoadBench, progress: &mut dyn FnMut(&str)) -> Result<BenchReport,
             "at least one round and thread counts of at least 1".into(),
         ));
     }
+    let remote = Location::is_url(&b.dataset);
+    if remote && b.cold {
+        return Err(BenchError::Settings(
+            "--cold drops a local dataset's pages from the page cache; an object store's \
+             dataset is read cold already (every run opens it with an empty memory cache)"
+                .into(),
+        ));
+    }
     let manifest = DatasetManifest::load(&b.dataset)?;
-    let shards: Vec<PathBuf> = {
+    let shards: Vec<PathBuf> = if b.cold {
         let ds = Dataset::open(&b.dataset)?;
         ds.shards.iter().map(|s| s.path().to_path_buf()).collect()
+    } else {
+        Vec::new()
     };
     let mut scaling = Vec::new();
     let mut shape = None;
@@ -287,6 +313,13 @@ pub fn run(b: &LoadBench, progress: &mut dyn FnMut(&str)) -> Result<BenchReport,
         cold: b.cold,
         readahead: b.readahead,
         gpu_clips_per_s: b.gpu_clips_per_s,
+        skipped_records: scaling
+            .iter()
+            .flat_map(|t| &t.rounds)
+            .map(|r| r.skipped_records)
+            .max()
+            .unwrap_or(0),
+        peak_memory_mib: machine::peak_resident_bytes().map(|b| b as f64 / (1 << 20) as f64),
         machine: Machine::describe(&b.dataset, b.build_features.clone()),
         scaling,
     })
@@ -330,8 +363,11 @@ fn at_threads(
                 .total_cmp(&(c.clips_per_s - spread.median).abs())
         })
         .expect("at least one round");
-    let storage: Vec<f64> = loader.iter().filter_map(|r| r.storage_bytes_per_clip).collect();
-    let storage_bytes_per_clip = (!storage.is_empty()).then(|| Spread::of(&storage).median);
+    let median_of = |f: fn(&Run) -> Option<f64>| {
+        let v: Vec<f64> = loader.iter().filter_map(|r| f(r)).collect();
+        (!v.is_empty()).then(|| Spread::of(&v).median)
+    };
+    let storage_bytes_per_clip = median_of(|r| r.storage_bytes_per_clip);
     let gpus_fed = b.gpu_clips_per_s.map(|g| spread.median / g);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let at = AtThreads {
@@ -344,6 +380,8 @@ fn at_threads(
         stages: median_run.stages,
         storage_bytes_per_clip,
         storage_mb_per_s: storage_bytes_per_clip.map(|bytes| bytes * spread.median / 1e6),
+        requests_per_clip: median_of(|r| r.requests_per_clip),
+        fetched_bytes_per_clip: median_of(|r| r.fetched_bytes_per_clip),
         gpus_fed,
         cores_per_gpu: gpus_fed.map(|g| threads.min(cores) as f64 / g),
         digest: if b.digest { Some(digest(b, threads)?) } else { None },
@@ -382,7 +420,9 @@ fn measure(
     // Storage reads are counted from the loader's start: in a cold run the warm-up's reads
     // are as cold as the rest.
     let read_before = storage::storage_read_bytes();
+    let fetched_before = gdt_formats::storage::fetched();
     let mut loader = loader(b, threads, floor, warmup + most.min(1 << 30))?;
+    let remote = loader.dataset().is_remote();
     let mut warm_clips = 0;
     for _ in 0..warmup {
         warm_clips += next(&mut loader, "during the warm-up")?.views().len();
@@ -405,11 +445,13 @@ fn measure(
     let read = storage::storage_read_bytes()
         .zip(read_before)
         .map(|(a, b)| a.saturating_sub(b));
+    let fetched = gdt_formats::storage::fetched();
     let after = loader.stage_seconds();
     let shape = loader.shape();
     // The fitted rate of clips; records and bytes follow it in proportion.
     let clips_per_s = steady::slope_rate(&arrivals).unwrap_or(clips as f64 / seconds);
     let per_clip = |x: usize| x as f64 / clips.max(1) as f64;
+    let all_clips = (warm_clips + clips).max(1) as f64;
     let work = (after.read - before.read) + (after.video - before.video) + (after.audio - before.audio);
     let frac = |x: f64| if work > 0.0 { x / work } else { 0.0 };
     let run = Run {
@@ -427,7 +469,10 @@ fn measure(
             audio: frac(after.audio - before.audio),
             wait: (after.wait - before.wait) / seconds,
         },
-        storage_bytes_per_clip: read.map(|r| r as f64 / (warm_clips + clips).max(1) as f64),
+        storage_bytes_per_clip: read.map(|r| r as f64 / all_clips),
+        requests_per_clip: remote.then(|| (fetched.0 - fetched_before.0) as f64 / all_clips),
+        fetched_bytes_per_clip: remote.then(|| (fetched.1 - fetched_before.1) as f64 / all_clips),
+        skipped_records: loader.skipped().len(),
     };
     Ok((run, shape))
 }

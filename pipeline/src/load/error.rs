@@ -31,3 +31,46 @@ pub enum LoadError {
     #[error("invalid loader settings: {0}")]
     Config(String),
 }
+
+impl LoadError {
+    /// Whether the error is a record's damage (skipped in skip mode), rather than the
+    /// dataset being unreachable (an object store that failed after its retries, which ends
+    /// the run) or the loader itself failing.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            LoadError::Record { .. } => true,
+            LoadError::Format(e) => e.is_damage(),
+            LoadError::Worker(_) | LoadError::Config(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damage_is_skippable_and_an_unreachable_store_is_not() {
+        let record = LoadError::Record {
+            shard: "s.gdt".into(),
+            record: 0,
+            global: 0,
+            what: "checksum".into(),
+        };
+        assert!(record.is_damage());
+        let checksum = LoadError::Format(FormatError::Checksum {
+            path: "s.gdt".into(),
+            region: "index",
+        });
+        assert!(checksum.is_damage());
+        let storage = LoadError::Format(FormatError::Storage {
+            path: "s3://b/k/s.gdt".into(),
+            source: gdt_formats::storage::StorageError {
+                url: "s3://b/k/s.gdt".into(),
+                what: "no answer from the store".into(),
+            },
+        });
+        assert!(!storage.is_damage());
+        assert!(!LoadError::Worker("panicked".into()).is_damage());
+    }
+}

@@ -125,7 +125,8 @@ pub struct LoaderBuilder {
 }
 
 impl LoaderBuilder {
-    /// A dataset directory with the default settings (see [`LoaderSettings`]).
+    /// A dataset directory or object-store URL (`s3://bucket/k400`), with the default
+    /// settings (see [`LoaderSettings`]).
     pub fn new(dataset: impl AsRef<Path>) -> LoaderBuilder {
         LoaderBuilder::from_source(Source::Path(dataset.as_ref().to_path_buf()))
     }
@@ -249,10 +250,10 @@ impl LoaderBuilder {
         self.render = if yes { Render::Floor } else { Render::Augment };
         self
     }
-    /// Read ahead in loader order (default: on): before building a batch, a worker asks the
-    /// kernel (`madvise(MADV_WILLNEED)`) to bring into the page cache the bytes of the batch
-    /// one window later, so that on a dataset that is not cached the disk works ahead of
-    /// the workers. Batches are the same either way.
+    /// Read ahead in loader order (default: on): before building a batch, a worker asks for
+    /// the bytes of the batch one window later: the kernel brings them into the page cache
+    /// (`madvise(MADV_WILLNEED)`), or, from an object store, their ranged requests start. So
+    /// the disk or the network works ahead of the workers. Batches are the same either way.
     pub fn readahead(mut self, yes: bool) -> Self {
         self.readahead = yes;
         self
@@ -272,12 +273,12 @@ impl LoaderBuilder {
 
     /// Opens the dataset (unless it is open already) and starts the workers.
     ///
-    /// The dataset's shards are memory-mapped (see `Dataset::open`): they must not be
+    /// A local dataset's shards are memory-mapped (see `Dataset::open`): they must not be
     /// rewritten or truncated while the loader runs, or the process may crash with SIGBUS.
     /// gdt never modifies a finished shard.
     pub fn build(self) -> Result<Loader, LoadError> {
         let ds = match &self.source {
-            Source::Path(p) => Arc::new(Dataset::open(p)?),
+            Source::Path(p) => Arc::new(Dataset::open_with(p, &self.settings.open_options())?),
             Source::Open(ds) => ds.clone(),
         };
         let cfg = self.resolve(&ds)?;
@@ -592,6 +593,8 @@ struct Scratch {
     plan: Option<(u64, EpochPlan)>,
     /// The plan of the epoch read ahead in (the next one, near an epoch's end).
     ahead: Option<(u64, EpochPlan)>,
+    /// Byte ranges a record's views will read, asked for ahead.
+    ranges: Vec<(u64, u64)>,
 }
 
 fn worker(shared: &Shared, tx: crossbeam::channel::Sender<Item>) {
@@ -601,6 +604,7 @@ fn worker(shared: &Shared, tx: crossbeam::channel::Sender<Item>) {
             starts: vec![0; shared.cfg.shifts],
             plan: None,
             ahead: None,
+            ranges: Vec::new(),
         },
         Err(e) => {
             let _ = tx.send((0, Err(e)));
@@ -623,6 +627,11 @@ fn worker(shared: &Shared, tx: crossbeam::channel::Sender<Item>) {
             return;
         }
         if shared.cfg.readahead {
+            // The first window's batches have had nobody read ahead for them: asking for a
+            // batch's ranges at once still overlaps its requests (on an object store).
+            if seq < shared.window {
+                read_ahead(shared, seq, &mut scratch);
+            }
             read_ahead(shared, seq + shared.window, &mut scratch);
         }
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -668,7 +677,7 @@ fn read_ahead(shared: &Shared, seq: u64, s: &mut Scratch) {
         }
         let mut rng = shifts_stream(cfg.seed, epoch, record as u64);
         time_shifts(&mut rng, frames, cfg.clip, cfg.shifts, cfg.min_gap, &mut s.starts);
-        rv.will_need(&s.starts, cfg.clip);
+        rv.will_need(&s.starts, cfg.clip, &mut s.ranges);
     }
 }
 
@@ -692,7 +701,7 @@ fn build_batch(shared: &Shared, seq: u64, s: &mut Scratch) -> Result<Batch, Load
         let before = batch.views.len();
         match add_record(shared, epoch, record, s, &mut batch) {
             Ok(()) => batch.records += 1,
-            Err(e) if !cfg.strict && matches!(e, LoadError::Record { .. } | LoadError::Format(_)) => {
+            Err(e) if !cfg.strict && e.is_damage() => {
                 batch.views.truncate(before);
                 shared.skipped.lock().expect("skip list").push(Skipped {
                     epoch,

@@ -4,6 +4,9 @@
 //! `gdt bench load`'s flags default to it and `gdt.Loader`'s keyword arguments read it from
 //! the native module, so a default changed here changes it everywhere.
 
+use std::path::PathBuf;
+
+use gdt_formats::dataset::OpenOptions;
 use serde::{Deserialize, Serialize};
 
 use super::augment::VideoAugment;
@@ -41,6 +44,11 @@ pub struct LoaderSettings {
     /// The splits served (the manifest's split column). Unset or empty: every record
     /// (`gdt train` resolves unset to every split evaluation does not hold out).
     pub splits: Option<Vec<String>>,
+    /// For a dataset in an object store: a local directory that keeps its shards, so later
+    /// runs read them from disk (see `gdt_formats::storage::cache`). Unset: ranged reads only.
+    pub cache_dir: Option<PathBuf>,
+    /// The cache's bound, GiB; unset: half of the free space of its file system.
+    pub cache_gib: Option<f64>,
 }
 
 impl Default for LoaderSettings {
@@ -59,6 +67,8 @@ impl Default for LoaderSettings {
             min_gap: 0,
             strict: false,
             splits: None,
+            cache_dir: None,
+            cache_gib: None,
         }
     }
 }
@@ -90,6 +100,14 @@ impl LoaderSettings {
     pub fn thread_count(&self) -> usize {
         self.threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// How the dataset is opened: its local cache, if it is remote.
+    pub fn open_options(&self) -> OpenOptions {
+        OpenOptions {
+            cache_dir: self.cache_dir.clone(),
+            cache_bytes: self.cache_gib.map(|g| (g.max(0.0) * (1u64 << 30) as f64) as u64),
+        }
     }
 
     /// The splits served; empty: every record.

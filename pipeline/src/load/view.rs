@@ -94,19 +94,23 @@ impl<'d> RecordViews<'d> {
         }
     }
 
-    /// Asks the kernel to bring into the page cache what views at clip starts `starts` will
-    /// read: the frame chunks of each clip and the spectrogram (see [`Shard::will_need`]).
+    /// Asks for what views at clip starts `starts` will read to be brought close ahead of
+    /// use: the frame chunks of each clip and the spectrogram, into the page cache or, for a
+    /// shard in an object store, fetched (see [`Shard::will_need`]). `ranges` is scratch.
     ///
     /// [`Shard::will_need`]: gdt_formats::shard::Shard::will_need
-    pub fn will_need(&self, starts: &[usize], clip: usize) {
-        let shard = self.record.shard();
+    pub fn will_need(&self, starts: &[usize], clip: usize, ranges: &mut Vec<(u64, u64)>) {
+        ranges.clear();
         let (offset, len) = self.record.spectrogram_range();
-        shard.will_need(offset, len as u64);
+        ranges.push((offset, len as u64));
         for &start in starts {
-            for (offset, len) in self.record.frame_ranges(start, clip) {
-                shard.will_need(offset, len as u64);
-            }
+            ranges.extend(
+                self.record
+                    .frame_ranges(start, clip)
+                    .map(|(offset, len)| (offset, len as u64)),
+            );
         }
+        self.record.shard().will_need(ranges);
     }
 
     /// Decodes the record's spectrogram into `s`, unless it is there already.

@@ -8,14 +8,21 @@
 //! of a copy, and needs the parts and the merged dataset on one file system. The result is
 //! built under a temporary name beside it and renamed when complete: a refused or failed
 //! merge leaves nothing behind.
+//!
+//! In an object store, which has no links, the merged dataset is the prefix the parts lie
+//! below (`s3://bucket/k400` for `s3://bucket/k400/part-*`): its `dataset.json` names the
+//! parts' shard objects (`part-0/shard-00000.gdt`), so nothing is copied either.
 
 use std::path::{Path, PathBuf};
 
-use gdt_formats::dataset::{shard_file_name, DatasetManifest, InputTally, ShardInfo};
+use gdt_formats::dataset::{
+    shard_file_name, DatasetManifest, InputTally, ShardInfo, DATASET_FILE, REPORT_FILE, STATE_FILE,
+};
+use gdt_formats::storage::{Location, ObjectDir};
 use gdt_formats::FileError;
 
 use super::part::Part;
-use super::report::write_report;
+use super::report::{report, write_report};
 use super::state::PackState;
 use super::{Outcome, PackError};
 
@@ -129,8 +136,13 @@ fn check_parts(parts: &[PathBuf], out: &Path) -> Result<Vec<Found>, PackError> {
     Ok(found)
 }
 
-/// Merges the complete parts in `parts` (any order) into the new dataset `out`.
+/// Merges the complete parts in `parts` (any order) into the new dataset `out` (a
+/// directory, or an object-store prefix the parts lie below; there a part may be given as a
+/// pattern ending in `*`, `s3://bucket/k400/part-*`, as no shell expands it).
 pub fn merge(parts: &[PathBuf], out: &Path) -> Result<MergeSummary, PackError> {
+    if Location::is_url(out) {
+        return merge_objects(parts, out);
+    }
     let occupied = std::fs::read_dir(out)
         .map(|mut d| d.next().is_some())
         .unwrap_or(out.exists());
@@ -170,30 +182,45 @@ pub fn merge(parts: &[PathBuf], out: &Path) -> Result<MergeSummary, PackError> {
 
 /// Links every part's shards into `tmp` as one sequence and writes the dataset's files.
 fn link_and_describe(found: &[Found], tmp: &Path, out: &Path) -> Result<DatasetManifest, PackError> {
+    let (manifest, outcomes) = describe(found, |f, s, number| {
+        let from = f
+            .manifest
+            .shard_path(&f.dir, &s.file)
+            .map_err(|what| refused(&f.dir, what))?;
+        let file = shard_file_name(number);
+        std::fs::hard_link(&from, tmp.join(&file)).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::CrossesDevices {
+                // A hard link cannot cross file systems, and a copy is what merge avoids.
+                refused(
+                    &f.dir,
+                    format!(
+                        "is on another file system than {}: merge hard-links shards instead of copying them; merge into a directory beside the parts",
+                        out.display()
+                    ),
+                )
+            } else {
+                FileError::at(&from)(e).into()
+            }
+        })?;
+        Ok(file)
+    })?;
+    manifest.save(tmp)?;
+    write_report(tmp, &outcomes)?;
+    Ok(manifest)
+}
+
+/// The merged description and report of `found`, in part order: `shard` gives the merged
+/// dataset's name for a part's shard (and the shard's number in the merged sequence).
+fn describe(
+    found: &[Found],
+    mut shard: impl FnMut(&Found, &ShardInfo, usize) -> Result<String, PackError>,
+) -> Result<(DatasetManifest, Vec<Outcome>), PackError> {
     let mut shards: Vec<ShardInfo> = Vec::new();
     let mut outcomes: Vec<Outcome> = Vec::new();
     for f in found {
         let offset = shards.len();
         for s in &f.manifest.shards {
-            let from = f
-                .manifest
-                .shard_path(&f.dir, &s.file)
-                .map_err(|what| refused(&f.dir, what))?;
-            let file = shard_file_name(shards.len());
-            std::fs::hard_link(&from, tmp.join(&file)).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::CrossesDevices {
-                    // A hard link cannot cross file systems, and a copy is what merge avoids.
-                    refused(
-                        &f.dir,
-                        format!(
-                            "is on another file system than {}: merge hard-links shards instead of copying them; merge into a directory beside the parts",
-                            out.display()
-                        ),
-                    )
-                } else {
-                    FileError::at(&from)(e).into()
-                }
-            })?;
+            let file = shard(f, s, shards.len())?;
             shards.push(ShardInfo { file, ..s.clone() });
         }
         outcomes.extend(f.state.outcomes.iter().cloned().map(|mut o| {
@@ -211,7 +238,75 @@ fn link_and_describe(found: &[Found], tmp: &Path, out: &Path) -> Result<DatasetM
         &first.writer,
         first.source_root.clone(),
     );
-    manifest.save(tmp)?;
-    write_report(tmp, &outcomes)?;
-    Ok(manifest)
+    Ok((manifest, outcomes))
+}
+
+/// [`merge`] in an object store: the parts must lie below `out`; `dataset.json` names their
+/// shard objects, each checked to be there with the size its part recorded (one listing).
+fn merge_objects(parts: &[PathBuf], out: &Path) -> Result<MergeSummary, PackError> {
+    let objects = ObjectDir::open(&out.display().to_string())?;
+    let url = objects.url().to_string();
+    if objects.probe(DATASET_FILE)?.is_some() {
+        return Err(refused(
+            out,
+            "already holds a dataset; merge writes a new dataset and never overwrites one".into(),
+        ));
+    }
+    let listing: std::collections::BTreeMap<String, u64> = objects.list()?.into_iter().collect();
+    let mut below = Vec::new();
+    for part in parts {
+        let text = part.display().to_string();
+        let rel = text
+            .trim_end_matches('/')
+            .strip_prefix(&format!("{url}/"))
+            .ok_or_else(|| {
+                refused(
+                    part,
+                    format!(
+                        "is not below {url}: in an object store the merged dataset names its parts' objects (there are no links), so merge into the prefix the parts are in"
+                    ),
+                )
+            })?;
+        match rel.strip_suffix('*') {
+            Some(pattern) => {
+                let matched: std::collections::BTreeSet<&str> = listing
+                    .keys()
+                    .filter_map(|name| name.strip_suffix(&format!("/{STATE_FILE}")))
+                    .filter(|dir| dir.starts_with(pattern) && !dir.contains('/'))
+                    .collect();
+                if matched.is_empty() {
+                    return Err(refused(part, "matches no part (no pack state below it)".into()));
+                }
+                below.extend(matched.into_iter().map(str::to_string));
+            }
+            None => below.push(rel.to_string()),
+        }
+    }
+    let dirs: Vec<PathBuf> = below
+        .iter()
+        .map(|rel| PathBuf::from(format!("{url}/{rel}")))
+        .collect();
+    let found = check_parts(&dirs, out)?;
+    let (manifest, outcomes) = describe(&found, |f, s, _| {
+        let rel = f.dir.display().to_string()[url.len() + 1..].to_string();
+        let name = format!("{rel}/{}", s.file);
+        match listing.get(&name) {
+            Some(&bytes) if bytes == s.bytes => Ok(name),
+            Some(&bytes) => Err(refused(
+                &f.dir,
+                format!(
+                    "{name} holds {bytes} bytes; its part's dataset.json says {}",
+                    s.bytes
+                ),
+            )),
+            None => Err(refused(&f.dir, format!("{name} is missing from the store"))),
+        }
+    })?;
+    // The description last: the dataset is visible only complete.
+    objects.write(REPORT_FILE, report(&outcomes))?;
+    objects.write(DATASET_FILE, manifest.to_json())?;
+    Ok(MergeSummary {
+        manifest,
+        parts: found.len(),
+    })
 }

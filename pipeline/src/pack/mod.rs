@@ -13,6 +13,8 @@ mod part;
 mod process;
 mod report;
 mod state;
+#[cfg(feature = "ffmpeg")]
+mod upload;
 
 use std::path::PathBuf;
 #[cfg(feature = "ffmpeg")]
@@ -74,6 +76,9 @@ pub enum PackError {
         /// Why it was refused and what to do.
         what: String,
     },
+    /// An object store failed (after its retries), or refused the request.
+    #[error(transparent)]
+    Storage(#[from] gdt_formats::storage::StorageError),
     /// Cancelled (Ctrl-C); the state allows a resume.
     #[error("interrupted; rerun the same command to resume from the last complete shard")]
     Interrupted,
@@ -85,8 +90,12 @@ pub enum PackError {
 /// How to pack.
 #[derive(Clone, Debug)]
 pub struct PackConfig {
-    /// The dataset directory to write.
+    /// The dataset directory to write, or an object-store prefix (`s3://bucket/k400`).
     pub output: PathBuf,
+    /// For an object-store output: the directory below which shards are written before
+    /// their upload (about three at a time), in a folder of the pack's own that it removes
+    /// when it completes. Default: the system's temporary directory.
+    pub staging: Option<PathBuf>,
     /// What the records are packed with.
     pub params: PackParams,
     /// Inputs decoded at once.
@@ -115,6 +124,7 @@ impl PackConfig {
     pub fn new(output: PathBuf) -> PackConfig {
         PackConfig {
             output,
+            staging: None,
             params: PackParams::default(),
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             shard_size: 1 << 30,
@@ -187,7 +197,8 @@ pub struct PackSummary {
     pub processed_now: usize,
 }
 
-/// Packs `inputs` (or, with `config.part`, that part of them) into `config.output`. Stops
+/// Packs `inputs` (or, with `config.part`, that part of them) into `config.output` (a
+/// directory, or an object-store prefix: see [`upload`]). Stops
 /// early (with [`PackError::Interrupted`]) when `cancel` becomes true, leaving a state to
 /// resume from.
 #[cfg(feature = "ffmpeg")]
@@ -206,7 +217,7 @@ pub fn pack(
         Some(part) => &all[part.range(all.len())],
         None => all,
     };
-    let mut st = output::prepare(out, &state::Fingerprint::new(config, all), config.force)?;
+    let (mut output, mut st) = output::Output::open(config, &state::Fingerprint::new(config, all))?;
     if st.complete {
         return Ok(PackSummary {
             manifest: DatasetManifest::load(out)?,
@@ -223,18 +234,27 @@ pub fn pack(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let mut writer = DatasetWriter::new(out, &config.params, config.shard_size, labels, st.shards.clone())?;
+    let dir = output.dir.clone();
+    let mut writer = DatasetWriter::new(&dir, &config.params, config.shard_size, labels, st.shards.clone())?;
     let start_input = st.next_input;
-    if let Err(e) = write_in_order(inputs, config, progress, cancel, &mut writer, &mut st) {
+    if let Err(e) = write_in_order(
+        inputs,
+        config,
+        progress,
+        cancel,
+        &mut writer,
+        &mut st,
+        &mut output,
+    ) {
         // Whatever the writer had open is incomplete: remove it so nothing looks finished.
-        output::remove_partial_shards(out, st.shards.len());
+        output::remove_partial_shards(&dir, st.shards.len());
         return Err(e);
     }
     if writer.close_shard()? {
         st.shards = writer.shards().to_vec();
-        st.save(out)?;
+        output.save(&st)?;
     }
-    report::write_report(out, &st.outcomes)?;
+    report::write_report(&dir, &st.outcomes)?;
     let tallies: Vec<InputTally> = st.outcomes.iter().map(Outcome::tally).collect();
     let manifest = writer.finish(
         &tallies,
@@ -242,7 +262,7 @@ pub fn pack(
         config.source_root.clone(),
     )?;
     st.complete = true;
-    st.save(out)?;
+    output.finish(&st)?;
     Ok(PackSummary {
         manifest,
         already_complete: false,
@@ -260,6 +280,7 @@ fn write_in_order(
     cancel: &AtomicBool,
     writer: &mut DatasetWriter,
     st: &mut PackState,
+    output: &mut output::Output,
 ) -> Result<(), PackError> {
     let mels = MelSpectrogram::new(&config.params);
     let window_opts = WindowOptions {
@@ -329,7 +350,7 @@ fn write_in_order(
                 if cancel.load(Ordering::Relaxed) {
                     return Err(PackError::Interrupted);
                 }
-                write_input(p, writer, st, &config.output, progress)?;
+                write_input(p, writer, st, output, progress)?;
                 claim.lock().expect("packer lock").1 = st.next_input;
                 written_cv.notify_all();
             }
@@ -345,7 +366,7 @@ fn write_input(
     p: Processed,
     writer: &mut DatasetWriter,
     st: &mut PackState,
-    out: &std::path::Path,
+    output: &mut output::Output,
     progress: &dyn Progress,
 ) -> Result<(), PackError> {
     let mut outcome = p.outcome;
@@ -353,7 +374,7 @@ fn write_input(
         let appended = writer.append(&p.records)?;
         if appended.closed_shard {
             st.shards = writer.shards().to_vec();
-            st.save(out)?;
+            output.save(st)?;
         }
         outcome.stored_bytes = appended.bytes;
         outcome.shard = Some(appended.shard);

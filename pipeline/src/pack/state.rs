@@ -9,6 +9,7 @@ use std::path::Path;
 
 use gdt_formats::dataset::{ShardInfo, STATE_FILE};
 use gdt_formats::params::PackParams;
+use gdt_formats::storage::Location;
 use gdt_formats::FileError;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
@@ -146,26 +147,36 @@ fn params_difference(then: &PackParams, now: &PackParams) -> String {
 }
 
 impl PackState {
-    /// Reads the state in `dir`, if there is one.
+    /// Reads the state in `dir` (a directory or an object-store prefix), if there is one.
     pub fn load(dir: &Path) -> Result<Option<PackState>, PackError> {
         let path = dir.join(STATE_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| PackError::State {
+        let bytes = match Location::of(dir)? {
+            Location::Object(objects) => objects.probe(STATE_FILE)?.map(|b| b.to_vec()),
+            Location::Local(_) => match std::fs::read(&path) {
+                Ok(bytes) => Some(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(source) => return Err(FileError { path, source }.into()),
+            },
+        };
+        bytes
+            .map(|bytes| {
+                serde_json::from_slice(&bytes).map_err(|e| PackError::State {
                     path,
                     what: e.to_string(),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(FileError { path, source }.into()),
-        }
+                })
+            })
+            .transpose()
     }
 
     /// Writes the state into `dir` atomically.
     pub fn save(&self, dir: &Path) -> Result<(), PackError> {
         let path = dir.join(STATE_FILE);
-        let json = serde_json::to_vec(self).expect("state serialises");
-        gdt_formats::atomic_file::write_atomic(&path, &json).map_err(FileError::at(&path))?;
+        gdt_formats::atomic_file::write_atomic(&path, &self.to_json()).map_err(FileError::at(&path))?;
         Ok(())
+    }
+
+    /// The state as the file holds it.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("state serialises")
     }
 }

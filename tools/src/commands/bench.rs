@@ -50,6 +50,8 @@ fn bench_of(a: &BenchLoadArgs) -> LoadBench {
             batch_size: a.batch_size,
             clip: a.clip,
             crop: a.crop,
+            cache_dir: a.cache.cache_dir.clone(),
+            cache_gib: a.cache.cache_gib,
             ..LoaderSettings::default()
         },
         seed: a.seed,
@@ -100,6 +102,10 @@ fn table(a: &BenchLoadArgs, r: &BenchReport) -> String {
     if r.cold {
         out += "  KB/clip read  MB/s needed";
     }
+    let remote = r.scaling.iter().any(|t| t.requests_per_clip.is_some());
+    if remote {
+        out += "  requests/clip  KB/clip fetched";
+    }
     if r.gpu_clips_per_s.is_some() {
         out += "  GPUs fed  cores/GPU";
     }
@@ -140,6 +146,15 @@ fn table(a: &BenchLoadArgs, r: &BenchReport) -> String {
             r.clips_per_s / g
         );
     }
+    if r.skipped_records > 0 {
+        out += &format!(
+            "skipped   up to {} damaged record(s) per run (skip mode): `gdt verify` names them\n",
+            r.skipped_records
+        );
+    }
+    if let Some(mib) = r.peak_memory_mib {
+        out += &format!("memory    peak resident {mib:.0} MiB (the whole benchmark process)\n");
+    }
     for t in r.scaling.iter().filter(|t| t.digest.is_some()) {
         out += &format!(
             "digest    {} ({} threads)\n",
@@ -173,6 +188,9 @@ fn row(t: &AtThreads, r: &BenchReport) -> String {
             .map_or("?".into(), |b| format!("{:.0}", b / 1e3));
         let mbs = t.storage_mb_per_s.map_or("?".into(), |m| format!("{m:.0}"));
         line += &format!("  {kb:>12}  {mbs:>11}");
+    }
+    if let (Some(n), Some(b)) = (t.requests_per_clip, t.fetched_bytes_per_clip) {
+        line += &format!("  {n:>13.1}  {:>15.0}", b / 1e3);
     }
     if let (Some(g), Some(c)) = (t.gpus_fed, t.cores_per_gpu) {
         line += &format!("  {g:>8.1}  {c:>9.1}");

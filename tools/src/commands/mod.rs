@@ -1,6 +1,7 @@
 //! One module per subcommand. Each returns the process exit status or an error with context.
 
 mod bench;
+mod copy;
 mod eval;
 mod info;
 mod inspect;
@@ -21,6 +22,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
         Command::Info(args) => info::run(args),
         Command::Pack(args) => pack::run(args),
         Command::Merge(args) => merge::run(args),
+        Command::Copy(args) => copy::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Preview(args) => preview::run(args),

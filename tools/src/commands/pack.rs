@@ -107,6 +107,7 @@ fn run_pack(args: PackArgs, params: PackParams, shard_size: u64) -> Result<i32> 
         force: args.force,
         source_root: source_root(&args.input),
         part: args.part,
+        staging: args.staging.clone(),
         ..PackConfig::new(out.clone())
     };
     let mine = args.part.map_or(0..inputs.len(), |p| p.range(inputs.len()));
@@ -205,8 +206,13 @@ impl gdt_pipeline::pack::Progress for Bar {
         self.bar.inc(1);
     }
     fn resumed(&self, done: usize) {
-        self.bar
-            .println(format!("resuming: {done} inputs were finished by an earlier run"));
+        let line = format!("resuming: {done} inputs were finished by an earlier run");
+        // A hidden bar (no terminal: a batch job's log) prints nothing; the line still goes.
+        if self.bar.is_hidden() {
+            eprintln!("gdt pack: {line}");
+        } else {
+            self.bar.println(line);
+        }
         self.bar.inc(done as u64);
     }
 }

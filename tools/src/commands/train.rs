@@ -14,6 +14,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{DistBackend, TrainArgs};
 
+/// `s` as a quoted string for an override's value (a JSON string is a TOML basic string).
+fn toml_string(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
 pub fn run(args: TrainArgs) -> Result<i32> {
     if args.list_presets {
         for name in preset_names() {
@@ -31,12 +36,22 @@ pub fn run(args: TrainArgs) -> Result<i32> {
     let Some(run_dir) = args.run_dir.clone() else {
         bail!("--run-dir is required (except with --list-presets)");
     };
+    let mut overrides = args.overrides.clone();
+    if let Some(dir) = &args.cache.cache_dir {
+        overrides.push(format!(
+            "data.cache_dir={}",
+            toml_string(&dir.display().to_string())
+        ));
+    }
+    if let Some(gib) = args.cache.cache_gib {
+        overrides.push(format!("data.cache_gib={gib}"));
+    }
     let invocation = Invocation {
         run_dir: run_dir.clone(),
         resume: args.resume,
         config: args.config.clone(),
         preset: args.preset.clone(),
-        overrides: args.overrides.clone(),
+        overrides,
         dataset: args.dataset.clone(),
         steps: args.steps,
         device: args.device.clone(),

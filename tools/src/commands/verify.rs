@@ -5,6 +5,8 @@ use gdt_formats::dataset::verify;
 
 use crate::cli::VerifyArgs;
 
+/// Exit 0: intact; 1: damage found; 2: the dataset could not be read to the end (an object
+/// store that failed), which says nothing of the data.
 pub fn run(args: VerifyArgs) -> Result<i32> {
     let v = verify(&args.dataset);
     if args.json {
@@ -17,11 +19,19 @@ pub fn run(args: VerifyArgs) -> Result<i32> {
             v.shards, v.records
         );
     } else {
-        println!(
-            "DAMAGED: {} problems in {}",
-            v.problems.len(),
-            args.dataset.display()
-        );
+        if let Some(why) = &v.stopped {
+            println!(
+                "NOT VERIFIED: stopped after {} shards ({} records): {why}",
+                v.shards, v.records
+            );
+        }
+        if !v.problems.is_empty() {
+            println!(
+                "DAMAGED: {} problems in {}",
+                v.problems.len(),
+                args.dataset.display()
+            );
+        }
         for p in &v.problems {
             match p.record {
                 Some(r) => println!("  {} record {r}: {}", p.shard, p.what),
@@ -29,5 +39,9 @@ pub fn run(args: VerifyArgs) -> Result<i32> {
             }
         }
     }
-    Ok(if v.ok() { 0 } else { 1 })
+    Ok(match (v.ok(), &v.stopped) {
+        (true, _) => 0,
+        (false, None) => 1,
+        (false, Some(_)) => 2,
+    })
 }

@@ -179,7 +179,9 @@ impl<'o> Trainer<'o> {
             });
         }
         let dir = resolved.config.dataset.clone().ok_or(TrainError::NoDataset)?;
-        let ds = Arc::new(Dataset::open(&dir).map_err(LoadError::from)?);
+        let ds = Arc::new(
+            Dataset::open_with(&dir, &resolved.config.data.open_options()).map_err(LoadError::from)?,
+        );
         let resolved = with_pretraining_splits(resolved, &ds)?;
         let cfg = &resolved.config;
         let start = Start::find(run_dir, resume, cfg.steps)?;
