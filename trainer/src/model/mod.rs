@@ -142,18 +142,20 @@ mod tests {
     use super::*;
     use tch::{Device, Kind};
 
+    /// The model at 1/16 width, as the CPU tests train it.
+    fn small_model(vs: &nn::VarStore) -> GdtModel {
+        let config = ModelConfig {
+            width: 0.0625,
+            head_dropout: 0.0,
+            sync_bn: false,
+        };
+        GdtModel::new(&vs.root(), &config, &None)
+    }
+
     #[test]
     fn small_model_embeds_into_unit_vectors() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let m = GdtModel::new(
-            &vs.root(),
-            &ModelConfig {
-                width: 0.0625,
-                head_dropout: 0.0,
-                sync_bn: false,
-            },
-            &None,
-        );
+        let m = small_model(&vs);
         let v = Tensor::randn([3, 3, 8, 32, 32], (Kind::Float, Device::Cpu));
         let a = Tensor::randn([3, 1, 40, 99], (Kind::Float, Device::Cpu));
         let z = m.forward(&v, &a, true);
@@ -170,15 +172,7 @@ mod tests {
         assert_eq!(y.stride(), [360, 1, 90, 18, 3]);
         assert!(y.equal(&x));
         let vs = nn::VarStore::new(Device::Cpu);
-        let _m = GdtModel::new(
-            &vs.root(),
-            &ModelConfig {
-                width: 0.0625,
-                head_dropout: 0.0,
-                sync_bn: false,
-            },
-            &None,
-        );
+        let _m = small_model(&vs);
         let before = vs.variables()["video.stem.0.weight"].copy();
         weights_to_channels_last_3d(&vs);
         let after = &vs.variables()["video.stem.0.weight"];
