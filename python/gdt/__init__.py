@@ -240,7 +240,8 @@ class Loader:
     `preset` sets the view layout a spec needs (shifts per record, reversed views); or give
     `shifts` and `reversal`. `crop` scales the reference's scale jitter with it. Every other
     setting of `LOADER_DEFAULTS` (scale_min, scale_max, color_jitter, prefetch, min_gap,
-    strict, splits, cache_dir, cache_gib) is a keyword argument too; `settings` is what the loader was built with.
+    strict, splits, cache_dir, cache_gib) is a keyword argument too; `settings` is what the
+    loader was built with.
     `epochs` counts from epoch 0, also when resuming; `state_dict()` /
     `Loader(..., state=...)` resume exactly, mid-epoch included.
 

@@ -26,9 +26,13 @@ fn refused(path: &Path, what: &str) -> FormatError {
     }
 }
 
+/// What `progress` is told after each shard: its name, its bytes, and the bytes of every
+/// shard of the dataset (the description's total, known once it is read).
+pub type Progress<'a> = dyn FnMut(&str, u64, u64) + 'a;
+
 /// Copies the dataset at `from` to `to`: one of them a local directory, the other an
 /// object-store URL. Refuses a destination that holds a dataset already.
-pub fn copy(from: &Path, to: &Path, progress: &mut dyn FnMut(&str, u64)) -> Result<Copied> {
+pub fn copy(from: &Path, to: &Path, progress: &mut Progress) -> Result<Copied> {
     let storage = |p: &Path| Location::of(p).map_err(|e| FormatError::storage(p, e));
     match (storage(from)?, storage(to)?) {
         (Location::Local(src), Location::Object(dst)) => upload(&src, &dst, progress),
@@ -44,7 +48,7 @@ pub fn copy(from: &Path, to: &Path, progress: &mut dyn FnMut(&str, u64)) -> Resu
     }
 }
 
-fn upload(src: &Path, dst: &ObjectDir, progress: &mut dyn FnMut(&str, u64)) -> Result<Copied> {
+fn upload(src: &Path, dst: &ObjectDir, progress: &mut Progress) -> Result<Copied> {
     let url = PathBuf::from(dst.url());
     let manifest = DatasetManifest::load(src)?;
     if dst
@@ -72,7 +76,7 @@ fn upload(src: &Path, dst: &ObjectDir, progress: &mut dyn FnMut(&str, u64)) -> R
         dst.upload(&info.file, &path)
             .map_err(|e| FormatError::storage(&url, e))?;
         bytes += len;
-        progress(&info.file, len);
+        progress(&info.file, len, manifest.totals.stored_bytes);
     }
     let report = src.join(REPORT_FILE);
     if report.exists() {
@@ -84,7 +88,7 @@ fn upload(src: &Path, dst: &ObjectDir, progress: &mut dyn FnMut(&str, u64)) -> R
     Ok(Copied { manifest, bytes })
 }
 
-fn download(src: &ObjectDir, dst: &Path, progress: &mut dyn FnMut(&str, u64)) -> Result<Copied> {
+fn download(src: &ObjectDir, dst: &Path, progress: &mut Progress) -> Result<Copied> {
     let manifest = DatasetManifest::load_object(src)?;
     if dst.join(DATASET_FILE).exists() {
         return Err(refused(
@@ -115,7 +119,7 @@ fn download(src: &ObjectDir, dst: &Path, progress: &mut dyn FnMut(&str, u64)) ->
         }
         local.shards[k].file = file;
         bytes += len;
-        progress(&name, len);
+        progress(&name, len, manifest.totals.stored_bytes);
     }
     if let Some(report) = src.read(REPORT_FILE).map_err(|e| FormatError::storage(&url, e))? {
         let path = dst.join(REPORT_FILE);

@@ -23,7 +23,7 @@ pub use object::ObjectDir;
 pub use ranges::{RangeCache, RemoteFile};
 
 /// Why an object-store operation failed, after retries: the object's URL and the cause.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("{url}: {what}")]
 pub struct StorageError {
     /// The object (or prefix).

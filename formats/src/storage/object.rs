@@ -78,13 +78,19 @@ fn client(request_seconds: f64) -> ClientOptions {
         .with_timeout(Duration::from_secs_f64(request_seconds.max(5.0)))
 }
 
-/// Whether the environment names an S3 endpoint over plain HTTP (a store on the cluster or
-/// on this machine): then HTTP is allowed, as the endpoint asks for it.
-fn http_endpoint() -> bool {
+/// The S3 endpoints the environment names (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`,
+/// `AWS_ENDPOINT`, in that order; empty ones left out): a store of one's own rather than AWS.
+pub fn s3_endpoints() -> impl Iterator<Item = String> {
     ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
         .iter()
         .filter_map(|v| std::env::var(v).ok())
-        .any(|e| e.starts_with("http://"))
+        .filter(|e| !e.is_empty())
+}
+
+/// Whether the environment names an S3 endpoint over plain HTTP (a store on the cluster or
+/// on this machine): then HTTP is allowed, as the endpoint asks for it.
+fn http_endpoint() -> bool {
+    s3_endpoints().any(|e| e.starts_with("http://"))
 }
 
 /// Refuses an S3 store with a custom endpoint and no credentials in the environment at once,
@@ -94,10 +100,7 @@ fn s3_credentials_given(options: &[(String, String)]) -> bool {
         return true;
     }
     let set = |v: &str| std::env::var(v).is_ok_and(|x| !x.is_empty());
-    let custom_endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
-        .iter()
-        .any(|v| set(v));
-    !custom_endpoint
+    s3_endpoints().next().is_none()
         || (set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY"))
         || set("AWS_SKIP_SIGNATURE")
         || set("AWS_WEB_IDENTITY_TOKEN_FILE")
@@ -337,7 +340,8 @@ impl ObjectDir {
             url: self.url_of(name),
             what: format!("writing {}: {e}", path.display()),
         };
-        let tmp = path.with_extension("part");
+        // The project's temporary name: `remove_dataset_files` and the cache's eviction know it.
+        let tmp = crate::atomic_file::temp_path(path);
         let key = self.key(name);
         REQUESTS.fetch_add(1, Ordering::Relaxed);
         let result = block_on(async {

@@ -40,13 +40,7 @@ impl Pending {
         let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             match done.as_ref() {
-                Some(Ok(b)) => return Ok(b.clone()),
-                Some(Err(e)) => {
-                    return Err(StorageError {
-                        url: e.url.clone(),
-                        what: e.what.clone(),
-                    })
-                }
+                Some(result) => return result.clone(),
                 None => done = self.arrived.wait(done).unwrap_or_else(|p| p.into_inner()),
             }
         }

@@ -93,10 +93,7 @@ pub fn peak_resident_bytes() -> Option<u64> {
 /// the store's own.
 fn object_store_endpoint(dataset: &Path) -> String {
     let url = dataset.display().to_string();
-    match ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|e| !e.is_empty()))
-    {
+    match gdt_formats::storage::object::s3_endpoints().next() {
         Some(endpoint) if url.starts_with("s3") => format!("{url} at {endpoint}"),
         _ => url,
     }

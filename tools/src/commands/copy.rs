@@ -1,25 +1,23 @@
 //! `gdt copy`: a packed dataset into an object store or out of one, with a progress bar.
 
 use anyhow::{Context, Result};
-use gdt_formats::dataset::{copy, DatasetManifest};
+use gdt_formats::dataset::copy;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::CopyArgs;
 
 pub fn run(args: CopyArgs) -> Result<i32> {
     let what = || format!("copying {} to {}", args.from.display(), args.to.display());
-    let total = DatasetManifest::load(&args.from)
-        .with_context(what)?
-        .totals
-        .stored_bytes;
-    let bar = ProgressBar::new(total).with_style(
+    // Its length comes with the first shard: the copy reads the description once.
+    let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
             "{spinner} copying [{bar:30}] {bytes}/{total_bytes}  {bytes_per_sec}  {msg}",
         )
         .expect("static template")
         .progress_chars("=> "),
     );
-    let copied = copy(&args.from, &args.to, &mut |name, bytes| {
+    let copied = copy(&args.from, &args.to, &mut |name, bytes, total| {
+        bar.set_length(total);
         bar.set_message(name.to_string());
         bar.inc(bytes);
     })
